@@ -1,0 +1,36 @@
+# flet-montrg. `make demo` and `make test` create .venv when missing and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Prefect settings for local commands: start the ephemeral API patiently on 2 cores, no telemetry.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: demo test test-fast install lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+
+# Reinstall only when pyproject.toml changes (uv resolves the pinned ranges in seconds).
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-run
+
+demo: $(VENV)/.installed-run
+	$(BIN)/montrg demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -ra
+
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -ra -m "not slow"
+
+clean:
+	rm -rf $(VENV) demo-data .pytest_cache

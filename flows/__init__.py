@@ -1,0 +1,9 @@
+"""flet-montrg's Prefect flows: `from flows import temperature_etl`.
+
+Each flow is an async Prefect flow; its Prefect name is the kebab-case of its function name.
+"""
+
+from flows.temperature_backfill import temperature_backfill
+from flows.temperature_etl import temperature_etl
+
+__all__ = ["temperature_backfill", "temperature_etl"]

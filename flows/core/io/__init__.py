@@ -1,0 +1,1 @@
+"""Database I/O; dialect differences stay inside this package."""

@@ -1,0 +1,334 @@
+"""Reading raw readings and writing hourly aggregates on PostgreSQL, MariaDB and SQLite.
+
+Fast paths where the dialect has one: PostgreSQL is read through ADBC into Arrow/Polars and written
+by COPY into a temporary table followed by one INSERT ... ON CONFLICT. MariaDB and SQLite use their
+own upserts through SQLAlchemy. Every write is one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import polars as pl
+from sqlalchemy import Column, MetaData, Table, and_, func, inspect, select, text
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from flows.core.aggregate import HOURLY_COLUMNS, KEYS, RAW_SCHEMA
+from flows.core.schema import SCHEMA_TOKEN, MEASURES, etl_watermark, temperature, temperature_raw
+from flows.core.settings import schema_name
+from flows.core.windows import HOUR, Window
+
+BATCH_ROWS = 5_000
+
+
+class SourceDataError(ValueError):
+    """A source row holds a value that cannot be aggregated; the message names it and where."""
+
+
+@dataclass
+class Database:
+    """One database reached through a named block: the engine, its dialect and its schema."""
+
+    block: str
+    engine: AsyncEngine
+    url: URL = field(repr=False)
+
+    @classmethod
+    def from_url(cls, block: str, url: URL | str, **engine_kwargs) -> "Database":
+        engine = create_async_engine(url, pool_pre_ping=True, **engine_kwargs)
+        schema = None if engine.dialect.name == "sqlite" else schema_name()
+        engine = engine.execution_options(schema_translate_map={SCHEMA_TOKEN: schema})
+        return cls(block=block, engine=engine, url=engine.url)
+
+    @property
+    def dialect(self) -> str:
+        """'postgresql', 'mysql' (MariaDB too) or 'sqlite'."""
+        return self.engine.dialect.name
+
+    @property
+    def schema(self) -> str | None:
+        return None if self.dialect == "sqlite" else schema_name()
+
+    def describe(self) -> str:
+        """Block name and where it points, password hidden."""
+        return f"block {self.block!r} ({self.url.render_as_string(hide_password=True)})"
+
+    def redact(self, message: str) -> str:
+        """`message` with this database's password masked."""
+        password = self.url.password
+        return message.replace(password, "***") if password else message
+
+    def qualified(self, table: Table) -> str:
+        """`table`'s quoted name in this database, for statements written as text."""
+        prep = self.engine.dialect.identifier_preparer
+        name = prep.quote(table.name)
+        return f"{prep.quote_schema(self.schema)}.{name}" if self.schema else name
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def ping(db: Database) -> str:
+    """The server's version string; raises if the database does not answer."""
+    async with db.engine.connect() as conn:
+        version_sql = {"sqlite": "select sqlite_version()"}.get(db.dialect, "select version()")
+        return str((await conn.execute(text(version_sql))).scalar_one())
+
+
+async def missing_tables(db: Database, tables: Iterable[Table]) -> list[str]:
+    """Names of `tables` that do not exist in `db`'s schema."""
+    names = [t.name for t in tables]
+    async with db.engine.connect() as conn:
+        have = await conn.run_sync(lambda c: set(inspect(c).get_table_names(schema=db.schema)))
+    return [n for n in names if n not in have]
+
+
+# ---------------------------------------------------------------- raw readings
+
+
+async def read_raw(db: Database, window: Window) -> pl.DataFrame:
+    """The raw readings with capture_dt in `window`, typed as RAW_SCHEMA.
+
+    Raises SourceDataError naming the row and value when a loosely typed source (SQLite) holds
+    a value that is not a number or a timestamp.
+    """
+    if db.dialect == "postgresql":
+        return await _read_raw_adbc(db, window)
+    t = temperature_raw
+    query = select(t.c.loc_id, t.c.capture_dt, *(t.c[m] for m in MEASURES)).where(
+        t.c.capture_dt >= window.start, t.c.capture_dt < window.end
+    )
+    try:
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+    except ValueError as exc:  # the DateTime type could not parse a stored value
+        raise SourceDataError(
+            f"{db.describe()}: {db.qualified(t)} has a value that is not a timestamp "
+            f"in capture_dt within {window}: {exc}"
+        ) from None
+    return raw_frame(rows, f"{db.describe()}: {db.qualified(t)}")
+
+
+async def _read_raw_adbc(db: Database, window: Window) -> pl.DataFrame:
+    t = temperature_raw
+    cols = ", ".join(["loc_id", "capture_dt", *MEASURES])
+    query = (
+        f"SELECT {cols} FROM {db.qualified(t)} "
+        f"WHERE capture_dt >= '{window.start.isoformat(sep=' ')}' "
+        f"AND capture_dt < '{window.end.isoformat(sep=' ')}'"
+    )
+    uri = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        df = await asyncio.to_thread(pl.read_database_uri, query, uri, engine="adbc")
+    except Exception as exc:  # ADBC errors may quote the URI: never let the password out
+        raise ConnectionError(f"{db.describe()}: reading raw rows failed: {db.redact(str(exc))}") from None
+    df = df.cast(RAW_SCHEMA)  # type: ignore[arg-type]
+    _check_raw(df, f"{db.describe()}: {db.qualified(t)}")
+    return df
+
+
+def raw_frame(rows: Sequence[Sequence[object]], where: str) -> pl.DataFrame:
+    """Raw rows (loc_id, capture_dt, measures...) as a typed frame; bad values raise by name."""
+    columns = list(zip(*rows)) if rows else [[] for _ in RAW_SCHEMA]
+    data = {}
+    for name, values in zip(RAW_SCHEMA.names(), columns):
+        if name in MEASURES:
+            values = [_as_float(v, name, row, where) for v, row in zip(values, rows)]
+        data[name] = list(values)
+    try:
+        df = pl.DataFrame(data, schema=RAW_SCHEMA, strict=True)
+    except (TypeError, pl.exceptions.PolarsError) as exc:
+        raise SourceDataError(f"{where}: rows of unexpected type: {exc}") from None
+    _check_raw(df, where)
+    return df
+
+
+def _as_float(value: object, column: str, row: Sequence[object], where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return value
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return float(value)
+    raise SourceDataError(
+        f"{where}: {column}={value!r} ({type(value).__name__}) is not a number, "
+        f"at loc_id={row[0]!r}, capture_dt={row[1]!s}"
+    )
+
+
+def _check_raw(df: pl.DataFrame, where: str) -> None:
+    from flows.core.validate import bad_raw_values, describe
+
+    bad = bad_raw_values(df)
+    if bad.height:
+        raise SourceDataError(f"{where}: " + describe(bad, "raw rows cannot be aggregated"))
+
+
+async def insert_raw(db: Database, df: pl.DataFrame) -> int:
+    """Insert readings, skipping any (loc_id, capture_dt) already present; returns rows inserted.
+
+    One transaction: all rows land or none. Re-inserting the same readings changes nothing.
+    """
+    df = df.select(RAW_SCHEMA.names()).cast(RAW_SCHEMA)  # type: ignore[arg-type]
+    for m in MEASURES:  # NaN cannot be stored faithfully everywhere; refuse it by name
+        if df[m].is_nan().any():
+            raise SourceDataError(f"{db.describe()}: {m} holds NaN; store NULL for a missing reading")
+    if df.is_empty():
+        return 0
+    async with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            stage = await _stage_copy(conn, "montrg_stage_raw", temperature_raw, df)
+            stmt = (
+                pg_insert(temperature_raw)
+                .from_select(df.columns, select(*stage.c))
+                .on_conflict_do_nothing(index_elements=["loc_id", "capture_dt"])
+            )
+            return (await conn.execute(stmt)).rowcount
+        if db.dialect == "sqlite":
+            stmt = sqlite_insert(temperature_raw).on_conflict_do_nothing()
+        else:
+            stmt = mysql_insert(temperature_raw)
+            stmt = stmt.on_duplicate_key_update(loc_id=stmt.inserted.loc_id)
+        count_before = await _count(conn, temperature_raw)
+        for batch in df.iter_slices(BATCH_ROWS):
+            await conn.execute(stmt, batch.to_dicts())
+        return await _count(conn, temperature_raw) - count_before
+
+
+async def _count(conn: AsyncConnection, table: Table) -> int:
+    return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def _stage_copy(conn: AsyncConnection, name: str, like: Table, df: pl.DataFrame) -> Table:
+    """A temporary table (dropped at commit) holding `df`, loaded by COPY (PostgreSQL only)."""
+    stage = Table(
+        name,
+        MetaData(),
+        *(Column(c, like.c[c].type) for c in df.columns),
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
+    await conn.run_sync(stage.create)
+    raw = await conn.get_raw_connection()
+    await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+        name, records=df.iter_rows(), columns=df.columns
+    )
+    return stage
+
+
+# ---------------------------------------------------------------- hourly aggregates
+
+
+def _window_filter(window: Window):
+    t = temperature
+    lo, hi = window.start, window.end - HOUR
+    key = t.c.ymd + t.c.hh
+    return and_(
+        t.c.ymd >= f"{lo:%Y%m%d}",
+        t.c.ymd <= f"{hi:%Y%m%d}",
+        key >= f"{lo:%Y%m%d%H}",
+        key <= f"{hi:%Y%m%d%H}",
+    )
+
+
+async def read_hourly(db: Database, window: Window, conn: AsyncConnection | None = None) -> pl.DataFrame:
+    """The target's hourly rows whose (ymd, hh) lies in `window`."""
+    query = select(*(temperature.c[c] for c in HOURLY_COLUMNS)).where(_window_filter(window))
+    if conn is None:
+        async with db.engine.connect() as own:
+            rows = (await own.execute(query)).all()
+    else:
+        rows = (await conn.execute(query)).all()
+    return pl.DataFrame(rows, schema=hourly_schema(), orient="row")
+
+
+def hourly_schema() -> pl.Schema:
+    return pl.Schema(
+        {c: pl.String if c in KEYS else (pl.Int64 if c.endswith("count") else pl.Float64) for c in HOURLY_COLUMNS}
+    )
+
+
+@dataclass
+class UpsertResult:
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+async def upsert_hourly(db: Database, hourly: pl.DataFrame, window: Window, calc_dt: datetime) -> UpsertResult:
+    """Write `hourly` (rows of `window`) into the target in one transaction.
+
+    Rows whose values already match are left alone (their calc_dt too), so a rerun over the same
+    readings changes nothing. Rows of the target outside `hourly` are never touched.
+    """
+    hourly = hourly.cast(hourly_schema())  # type: ignore[arg-type]
+    async with db.engine.begin() as conn:
+        existing = await read_hourly(db, window, conn)
+        changed = hourly.join(existing, on=list(HOURLY_COLUMNS), how="anti", nulls_equal=True)
+        n_new = changed.join(existing.select(KEYS), on=list(KEYS), how="anti").height
+        result = UpsertResult(n_new, changed.height - n_new, hourly.height - changed.height)
+        if changed.is_empty():
+            return result
+        changed = changed.with_columns(calc_dt=pl.lit(calc_dt, dtype=pl.Datetime("us")))
+        values = [c for c in changed.columns if c not in KEYS]
+        if db.dialect == "postgresql":
+            stage = await _stage_copy(conn, "montrg_stage_hourly", temperature, changed)
+            stmt = pg_insert(temperature).from_select(changed.columns, select(*stage.c))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(KEYS), set_={c: stmt.excluded[c] for c in values}
+            )
+            await conn.execute(stmt)
+            return result
+        if db.dialect == "sqlite":
+            stmt = sqlite_insert(temperature)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(KEYS), set_={c: stmt.excluded[c] for c in values}
+            )
+        else:
+            stmt = mysql_insert(temperature)
+            stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in values})
+        for batch in changed.iter_slices(BATCH_ROWS):
+            await conn.execute(stmt, batch.to_dicts())
+    return result
+
+
+# ---------------------------------------------------------------- watermark
+
+
+async def get_watermark(db: Database, job: str) -> datetime | None:
+    """The end of the last contiguous window `job` completed, or None if it never ran."""
+    t = etl_watermark
+    async with db.engine.connect() as conn:
+        return (await conn.execute(select(t.c.watermark).where(t.c.job_name == job))).scalar()
+
+
+async def extend_watermark(
+    db: Database, job: str, start: datetime, end: datetime, now: datetime, create: bool = False
+) -> datetime | None:
+    """Record that [start, end) was processed; returns the stored watermark.
+
+    The watermark is the end of the contiguous processed hours: it moves to `end` only when the
+    window touches it (start <= watermark), never backward, and never across a gap. With
+    `create`, a job without a watermark gets `end`.
+    """
+    t = etl_watermark
+    async with db.engine.begin() as conn:
+        query = select(t.c.watermark).where(t.c.job_name == job).with_for_update()
+        current = (await conn.execute(query)).scalar()
+        if current is None:
+            if create:
+                await conn.execute(t.insert().values(job_name=job, watermark=end, updated_dt=now))
+                return end
+            return None
+        if start <= current < end:
+            await conn.execute(t.update().where(t.c.job_name == job).values(watermark=end, updated_dt=now))
+            return end
+        return current

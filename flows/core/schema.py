@@ -1,0 +1,136 @@
+"""The flet_montrg tables as SQLAlchemy Core metadata, and the idempotent create-or-upgrade.
+
+Tables are declared in the placeholder schema `flet_montrg`; `Database` maps it to the configured
+schema (MONTRG_SCHEMA) or, on SQLite, to no schema at all via `schema_translate_map`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    inspect,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateIndex, CreateSchema
+
+SCHEMA_TOKEN = "flet_montrg"
+MEASURES = ("temperature", "humidity", "pcv_temperature")
+
+# DATETIME on MariaDB keeps whole seconds unless told otherwise; keep microseconds everywhere.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+metadata = MetaData(schema=SCHEMA_TOKEN)
+
+temperature_raw = Table(
+    "temperature_raw",
+    metadata,
+    Column("loc_id", String(64), nullable=False, comment="location id"),
+    Column("capture_dt", Timestamp, nullable=False, comment="reading time, plant local"),
+    *(Column(m, Double) for m in MEASURES),
+    PrimaryKeyConstraint("loc_id", "capture_dt", name="pk_temperature_raw"),
+    Index("ix_temperature_raw_capture_dt", "capture_dt"),
+    comment="one row per sensor reading (plant local time)",
+)
+
+temperature = Table(
+    "temperature",
+    metadata,
+    Column("loc_id", String(64), nullable=False),
+    Column("ymd", String(8), nullable=False, comment="YYYYMMDD of capture_dt"),
+    Column("hh", String(2), nullable=False, comment="00..23 of capture_dt"),
+    *(
+        Column(f"{m}_{stat}", Double)
+        for m in MEASURES
+        for stat in ("max", "avg", "min")
+    ),
+    *(Column(f"{m}_count", Integer, nullable=True, comment="non-null readings") for m in MEASURES),
+    Column("sample_count", Integer, nullable=False, server_default="0", comment="raw rows"),
+    Column("calc_dt", Timestamp, nullable=True, comment="when the values last changed, plant local"),
+    PrimaryKeyConstraint("loc_id", "ymd", "hh", name="pk_temperature"),
+    Index("ix_temperature_ymd_hh", "ymd", "hh"),
+    comment="hourly max/avg/min per location",
+)
+
+etl_watermark = Table(
+    "etl_watermark",
+    metadata,
+    Column("job_name", String(64), primary_key=True),
+    Column("watermark", Timestamp, nullable=False, comment="hours before this are aggregated"),
+    Column("updated_dt", Timestamp, nullable=False),
+    comment="per job: the end of the last contiguous processed window",
+)
+
+
+@dataclass
+class InitReport:
+    """What `init_schema` changed; empty lists mean the schema was already up to date."""
+
+    created_schema: bool = False
+    created_tables: list[str] = field(default_factory=list)
+    added_columns: list[str] = field(default_factory=list)
+    created_indexes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.created_schema or self.created_tables or self.added_columns or self.created_indexes
+        )
+
+
+def init_schema(conn: Connection, schema: str | None) -> InitReport:
+    """Create missing schema, tables, columns and indexes; never drops or alters existing ones.
+
+    `conn` must carry the schema_translate_map of its database. Run it in one transaction.
+    """
+    report = InitReport()
+    insp = inspect(conn)
+    if schema is not None and schema not in insp.get_schema_names():
+        conn.execute(CreateSchema(schema, if_not_exists=True))
+        report.created_schema = True
+        insp = inspect(conn)
+    existing = set(insp.get_table_names(schema=schema))
+    for table in metadata.sorted_tables:
+        if table.name not in existing:
+            table.create(conn)
+            report.created_tables.append(table.name)
+            continue
+        have_cols = {c["name"] for c in insp.get_columns(table.name, schema=schema)}
+        for column in table.columns:
+            if column.name not in have_cols:
+                if not column.nullable and column.server_default is None:
+                    raise RuntimeError(
+                        f"cannot add NOT NULL column {table.name}.{column.name} without a default"
+                    )
+                _add_column(conn, schema, table, column)
+                report.added_columns.append(f"{table.name}.{column.name}")
+        have_idx = {i["name"] for i in insp.get_indexes(table.name, schema=schema)}
+        for index in table.indexes:
+            if index.name not in have_idx:
+                conn.execute(CreateIndex(index))
+                report.created_indexes.append(index.name)
+    return report
+
+
+def _add_column(conn: Connection, schema: str | None, table: Table, column: Column) -> None:
+    preparer = conn.dialect.identifier_preparer
+    name = preparer.quote(table.name)
+    if schema is not None:
+        name = f"{preparer.quote_schema(schema)}.{name}"
+    col_type = column.type.compile(dialect=conn.dialect)
+    ddl = f"ALTER TABLE {name} ADD COLUMN {preparer.quote(column.name)} {col_type}"
+    if column.server_default is not None:
+        ddl += f" DEFAULT {column.server_default.arg}"
+    if not column.nullable:
+        ddl += " NOT NULL"
+    conn.exec_driver_sql(ddl)

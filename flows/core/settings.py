@@ -1,0 +1,46 @@
+"""The pipeline's configuration, in one place.
+
+Every setting is read from the environment when it is used, so a worker, a test or the demo can
+change it without code changes:
+
+| variable | default | meaning |
+| --- | --- | --- |
+| MONTRG_PLANT_TZ | Asia/Seoul | the plant's time zone; raw capture_dt and ymd/hh are plant local time |
+| MONTRG_SCHEMA | flet_montrg | the schema of the pipeline's tables (a database on MariaDB; none on SQLite) |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_SOURCE_BLOCK = "pg-fdw-v1-iot"
+DEFAULT_TARGET_BLOCK = "pg-fdw-v2-hq"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def plant_tz() -> ZoneInfo:
+    """The plant's time zone (MONTRG_PLANT_TZ, default Asia/Seoul)."""
+    name = os.environ.get("MONTRG_PLANT_TZ", "Asia/Seoul")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"MONTRG_PLANT_TZ={name!r} is not a known time zone") from exc
+
+
+def schema_name() -> str:
+    """The schema of the pipeline's tables (MONTRG_SCHEMA, default flet_montrg)."""
+    name = os.environ.get("MONTRG_SCHEMA", "flet_montrg")
+    return check_identifier(name, "MONTRG_SCHEMA")
+
+
+def check_identifier(name: str, where: str) -> str:
+    """Return `name` if it is a plain SQL identifier, else raise naming it and where it came from."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(
+            f"{where}={name!r} is not a valid identifier "
+            "(letters, digits and underscores, not starting with a digit, at most 63 characters)"
+        )
+    return name

@@ -1,0 +1,185 @@
+"""The tasks of the hourly aggregation, shared by temperature_etl and temperature_backfill.
+
+One chunk of work reads like the seed's DAG: extract -> aggregate -> load -> validate, each a
+task with its own log lines, retried with backoff when a database connection fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect.tasks import exponential_backoff
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from flows.core import aggregate, validate
+from flows.core.io import sql
+from flows.core.io.sql import Database
+from flows.core.schema import etl_watermark, temperature, temperature_raw
+from flows.core.settings import plant_tz
+from flows.core.windows import Window
+
+TRANSIENT_ERRORS = (ConnectionError, OSError, asyncio.TimeoutError, OperationalError, InterfaceError)
+
+
+class MissingTableError(RuntimeError):
+    """A required table does not exist; the message names the block and the table."""
+
+
+class TargetValidationError(RuntimeError):
+    """The target does not hold what was computed; the message lists the offending rows."""
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """True for errors a retry can cure: lost or refused connections, not bad data or SQL."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, sql.SourceDataError)
+
+
+def retry_on_connection_error(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
+    return is_transient(state.data if isinstance(state.data, BaseException) else None)
+
+
+RETRYING = dict(
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_jitter_factor=0.2,
+    retry_condition_fn=retry_on_connection_error,
+    cache_policy=NO_CACHE,
+)
+
+
+@dataclass
+class ChunkReport:
+    window: str
+    raw_rows: int
+    groups: int
+    inserted: int
+    updated: int
+    unchanged: int
+    seconds: float
+
+
+def plant_now() -> datetime:
+    return datetime.now(plant_tz()).replace(tzinfo=None)
+
+
+@task(name="check-connections", **RETRYING)
+async def check_connections(source: Database, target: Database) -> None:
+    """Both databases answer and hold the tables this job needs."""
+    logger = get_run_logger()
+    for db, tables in ((source, [temperature_raw]), (target, [temperature, etl_watermark])):
+        try:
+            version = await sql.ping(db)
+            missing = await sql.missing_tables(db, tables)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            raise ConnectionError(f"{db.describe()} does not answer: {db.redact(str(exc))}") from None
+        if missing:
+            where = f"{db.schema}." if db.schema else ""
+            raise MissingTableError(
+                f"{db.describe()}: missing table(s) {', '.join(where + m for m in missing)}; "
+                f"create them with: montrg db init --block {db.block}"
+            )
+        logger.info("%s answers (%s), tables present", db.describe(), version.split(" on ")[0])
+
+
+@task(name="extract-raw", task_run_name="extract-raw {window}", **RETRYING)
+async def extract_raw(source: Database, window: Window) -> pl.DataFrame:
+    """The raw readings of `window` from the source."""
+    started = time.perf_counter()
+    raw = await sql.read_raw(source, window)
+    get_run_logger().info(
+        "read %d raw rows of %s from %s in %.2f s",
+        raw.height, window, source.describe(), time.perf_counter() - started,
+    )
+    return raw
+
+
+@task(name="aggregate-hourly", task_run_name="aggregate-hourly {window}", cache_policy=NO_CACHE)
+async def aggregate_hourly(raw: pl.DataFrame, window: Window) -> pl.DataFrame:
+    """Per location and hour: max, avg, min and count of each measure."""
+    hourly = aggregate.hourly(raw)
+    bad = validate.bad_hourly_values(hourly)
+    if bad.height:
+        raise TargetValidationError(validate.describe(bad, f"aggregated rows of {window} break an invariant"))
+    get_run_logger().info("aggregated %d raw rows into %d location-hours", raw.height, hourly.height)
+    return hourly
+
+
+@task(name="upsert-hourly", task_run_name="upsert-hourly {window}", **RETRYING)
+async def upsert_hourly(target: Database, hourly: pl.DataFrame, window: Window) -> sql.UpsertResult:
+    """Upsert the location-hours into the target, in one transaction."""
+    result = await sql.upsert_hourly(target, hourly, window, plant_now())
+    get_run_logger().info(
+        "%s: %d inserted, %d updated, %d unchanged",
+        target.describe(), result.inserted, result.updated, result.unchanged,
+    )
+    return result
+
+
+@task(name="validate-hourly", task_run_name="validate-hourly {window}", **RETRYING)
+async def validate_hourly(target: Database, hourly: pl.DataFrame, window: Window) -> None:
+    """The target holds every computed location-hour, with consistent values."""
+    stored = await sql.read_hourly(target, window)
+    missing = validate.missing_keys(hourly, stored)
+    if missing.height:
+        raise TargetValidationError(validate.describe(missing, f"location-hours missing from {target.describe()}"))
+    written = stored.join(hourly.select(aggregate.KEYS), on=list(aggregate.KEYS), how="semi")
+    differs = written.join(hourly, on=list(aggregate.HOURLY_COLUMNS), how="anti", nulls_equal=True)
+    if differs.height:
+        raise TargetValidationError(
+            validate.describe(
+                differs.with_columns(problem=pl.lit("target differs from computed")),
+                f"location-hours in {target.describe()} differ from what was computed",
+            )
+        )
+    bad = validate.bad_hourly_values(written)
+    if bad.height:
+        raise TargetValidationError(validate.describe(bad, f"rows in {target.describe()} break an invariant"))
+    get_run_logger().info("validated %d location-hours of %s", written.height, window)
+
+
+async def process_chunk(source: Database, target: Database, window: Window) -> ChunkReport:
+    """extract -> aggregate -> upsert -> validate for one window; returns what it did."""
+    started = time.perf_counter()
+    raw = await extract_raw(source, window)
+    if raw.is_empty():
+        get_run_logger().info("no raw rows in %s: nothing to write", window)
+        return ChunkReport(str(window), 0, 0, 0, 0, 0, round(time.perf_counter() - started, 3))
+    hourly = await aggregate_hourly(raw, window)
+    result = await upsert_hourly(target, hourly, window)
+    await validate_hourly(target, hourly, window)
+    report = ChunkReport(
+        str(window), raw.height, hourly.height, result.inserted, result.updated, result.unchanged,
+        round(time.perf_counter() - started, 3),
+    )
+    get_run_logger().info(
+        "chunk %s: %d raw rows -> %d location-hours (%d new, %d updated) in %.2f s",
+        window, report.raw_rows, report.groups, report.inserted, report.updated, report.seconds,
+    )
+    return report
+
+
+@dataclass
+class RunReport:
+    """What a run of temperature_etl or temperature_backfill did, chunk by chunk."""
+
+    window: str
+    chunks: list[ChunkReport]
+
+    @property
+    def totals(self) -> dict[str, int | float]:
+        keys = ("raw_rows", "groups", "inserted", "updated", "unchanged", "seconds")
+        return {k: round(sum(getattr(c, k) for c in self.chunks), 3) for k in keys}
+
+    def table(self) -> list[dict[str, object]]:
+        return [asdict(c) for c in self.chunks] + [{"window": "total", **self.totals}]

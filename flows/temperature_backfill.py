@@ -1,0 +1,66 @@
+"""temperature_backfill: re-aggregate a range (replaces flet_montrg_temperature_backfill)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from prefect import flow
+from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
+from prefect.logging import get_run_logger
+
+from blocks import open_database
+from flows.core.io import sql
+from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_tz
+from flows.core.windows import check_hours, chunks, parse_range
+from flows.hourly_tasks import RunReport, check_connections, plant_now, process_chunk
+from flows.temperature_etl import JOB as ETL_JOB
+
+
+@flow(name="temperature-backfill", flow_run_name="temperature-backfill")
+async def temperature_backfill(
+    start: date | datetime | str,
+    end: date | datetime | str,
+    chunk_hours: int = 24,
+    source_block: str = DEFAULT_SOURCE_BLOCK,
+    target_block: str = DEFAULT_TARGET_BLOCK,
+) -> RunReport:
+    """Re-aggregate the hourly table for a range, chunk by chunk, touching nothing outside it.
+
+    Dates are whole days and `end` is inclusive: start=2024-01-01 end=2024-01-31 is all of
+    January. Datetimes are a half-open range [start, end), widened to whole hours. Times are plant
+    local unless they carry an offset. A range reaching into the future stops at the last full
+    hour. Each chunk is one transaction, so a failed run can simply be run again.
+
+    Args:
+        start: First day (YYYY-MM-DD) or first hour (YYYY-MM-DDTHH:MM) of the range.
+        end: Last day, inclusive (YYYY-MM-DD), or the end hour, exclusive (YYYY-MM-DDTHH:MM).
+        chunk_hours: Hours per chunk (one read, one transaction); memory grows with it.
+        source_block: Database block of the IoT database (raw readings).
+        target_block: Database block of the HQ database (hourly aggregates).
+    """
+    window = parse_range(start, end, plant_now(), plant_tz())
+    check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
+    logger = get_run_logger()
+    pieces = chunks(window, chunk_hours)
+    logger.info("backfill %s (plant time): %d hours in %d chunks", window, window.hours, len(pieces))
+    report = RunReport(str(window), [])
+    async with open_database(source_block) as source, open_database(target_block) as target:
+        await check_connections(source, target)
+        progress = await acreate_progress_artifact(
+            progress=0.0, key="temperature-backfill", description=f"temperature-backfill {window}"
+        )
+        for number, piece in enumerate(pieces, start=1):
+            report.chunks.append(await process_chunk(source, target, piece))
+            done = 100.0 * number / len(pieces)
+            await aupdate_progress_artifact(progress, done)
+            logger.info("progress: chunk %d of %d done (%.0f%%)", number, len(pieces), done)
+        await sql.extend_watermark(target, ETL_JOB, window.start, window.end, plant_now())
+    await acreate_table_artifact(
+        key="temperature-backfill-summary", table=report.table(), description=f"temperature-backfill {window}"
+    )
+    totals = report.totals
+    logger.info(
+        "backfill %s done: %d raw rows -> %d location-hours (%d new, %d updated, %d unchanged)",
+        window, totals["raw_rows"], totals["groups"], totals["inserted"], totals["updated"], totals["unchanged"],
+    )
+    return report

@@ -1,0 +1,80 @@
+"""temperature_etl: the hourly aggregation (replaces Airflow's flet_montrg_temperature_etl)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow
+from prefect.artifacts import acreate_table_artifact
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from blocks import open_database
+from flows.core.io import sql
+from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_tz
+from flows.core.windows import HOUR, Window, check_hours, chunks, etl_window
+from flows.hourly_tasks import RunReport, check_connections, plant_now, process_chunk
+
+JOB = "temperature-etl"
+
+
+@flow(name="temperature-etl", flow_run_name="temperature-etl", timeout_seconds=30 * 60)
+async def temperature_etl(
+    hour: datetime | None = None,
+    lookback_hours: int = 3,
+    chunk_hours: int = 24,
+    max_catchup_hours: int = 24 * 7,
+    source_block: str = DEFAULT_SOURCE_BLOCK,
+    target_block: str = DEFAULT_TARGET_BLOCK,
+) -> RunReport:
+    """Aggregate raw readings into hourly max/avg/min per location (flet_montrg.temperature).
+
+    Reads `temperature_raw` of the IoT database (`source_block`), computes per location and hour
+    the max, average, min and count of temperature, humidity and PCV temperature over the non-null
+    readings, upserts them into `temperature` of the HQ database (`target_block`) and checks what
+    was written. Re-running an hour gives the same table.
+
+    Args:
+        hour: The hour to aggregate, plant local time (Asia/Seoul unless MONTRG_PLANT_TZ says
+            otherwise), truncated to the hour. Empty: the last full hour before this run's
+            scheduled time, and any hours missed since the last successful scheduled run.
+        lookback_hours: Hours before `hour` that are aggregated again, so late readings count.
+        chunk_hours: Hours processed per transaction when catching up.
+        max_catchup_hours: The most missed hours one scheduled run catches up; a longer gap is
+            reported with the backfill to run and left for it.
+        source_block: Database block of the IoT database (raw readings).
+        target_block: Database block of the HQ database (hourly aggregates).
+    """
+    check_hours(lookback_hours, "lookback_hours", 0, 24 * 31)
+    check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
+    check_hours(max_catchup_hours, "max_catchup_hours", 0, 24 * 366)
+    logger = get_run_logger()
+    window = etl_window(hour, flow_run.scheduled_start_time, lookback_hours, plant_tz())
+    async with open_database(source_block) as source, open_database(target_block) as target:
+        await check_connections(source, target)
+        scheduled = hour is None
+        watermark = await sql.get_watermark(target, JOB) if scheduled else None
+        if watermark is not None and watermark < window.start:
+            earliest = window.end - max_catchup_hours * HOUR
+            if watermark >= earliest:
+                logger.info("catching up the hours since the last run: %s", Window(watermark, window.start))
+                window = Window(watermark, window.end)
+            else:
+                logger.warning(
+                    "the hours %s were missed and exceed max_catchup_hours=%d; run: "
+                    "prefect deployment run 'temperature-backfill/<deployment>' --param start=%s --param end=%s",
+                    Window(watermark, window.start), max_catchup_hours,
+                    watermark.isoformat(), window.start.isoformat(),
+                )
+        logger.info("window %s (plant time), %d hours", window, window.hours)
+        report = RunReport(str(window), [])
+        for piece in chunks(window, chunk_hours):
+            report.chunks.append(await process_chunk(source, target, piece))
+        if scheduled:
+            await sql.extend_watermark(target, JOB, window.start, window.end, plant_now(), create=True)
+    await acreate_table_artifact(
+        key="temperature-etl", table=report.table(), description=f"temperature-etl {window}"
+    )
+    if report.totals["raw_rows"] == 0:
+        logger.info("no raw readings in %s: nothing written", window)
+    return report
