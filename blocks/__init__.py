@@ -8,13 +8,15 @@ mysql/mariadb -> mysql+asyncmy, sqlite -> sqlite+aiosqlite.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from flows.core.io.sql import Database
+if TYPE_CHECKING:  # flows imports blocks; import flows' Database lazily to keep that one-way
+    from flows.core.io.sql import Database
 
 __all__ = ["async_url", "block_from_url", "create_block", "load_database", "open_database", "BlockNotFound"]
 
@@ -73,9 +75,11 @@ async def create_block(name: str, url: str | URL, overwrite: bool = True) -> str
     return async_url(url).render_as_string(hide_password=True)
 
 
-async def load_database(name: str) -> Database:
+async def load_database(name: str) -> "Database":
     """The Database behind block `name`; raises BlockNotFound naming it when it does not exist."""
     from prefect_sqlalchemy import AsyncSqlAlchemyConnector
+
+    from flows.core.io.sql import Database
 
     try:
         block = await AsyncSqlAlchemyConnector.load(name)
@@ -90,7 +94,7 @@ async def load_database(name: str) -> Database:
 
 
 @asynccontextmanager
-async def open_database(name: str) -> AsyncIterator[Database]:
+async def open_database(name: str) -> AsyncIterator["Database"]:
     """Load block `name` and dispose of its connections on exit."""
     db = await load_database(name)
     try:

@@ -1,0 +1,95 @@
+"""Real-service fixtures: a local Prefect server, PostgreSQL, MariaDB and SQLite databases.
+
+Each database fixture creates a database (or MariaDB schema) of its own, yields it, and drops it
+in `finally`. PostgreSQL and MariaDB are the machine's own (127.0.0.1:5432, 127.0.0.1:3306).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.helpers import unique
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+PG_ADMIN_URL = os.environ.get("MONTRG_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+MARIADB_URL = os.environ.get("MONTRG_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server():
+    """One real local Prefect server for the whole session (blocks, flow runs, artifacts)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def prefect_env(prefect_server) -> dict[str, str]:
+    """Environment for a subprocess (the montrg CLI) to reach the test Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[Callable[[], str]]:
+    """Factory: a fresh PostgreSQL database per call, as an asyncpg URL; all dropped after."""
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    async def make() -> str:
+        name = unique("montrg_test_")
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    try:
+        yield make  # type: ignore[misc]
+    finally:
+        async with admin.connect() as conn:
+            for name in created:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture
+async def mariadb_url(monkeypatch) -> AsyncIterator[Callable[[], str]]:
+    """Factory: MariaDB with a schema (database) of this test's own, set as MONTRG_SCHEMA.
+
+    On MariaDB a schema is a database, so each test gets its own name; dropped after.
+    """
+    schemas: list[str] = []
+
+    def make() -> str:
+        if not schemas:
+            schemas.append(unique("montrg_test_"))
+            monkeypatch.setenv("MONTRG_SCHEMA", schemas[0])
+        return MARIADB_URL
+
+    try:
+        yield make  # type: ignore[misc]
+    finally:
+        if schemas:
+            engine = create_async_engine(MARIADB_URL)
+            async with engine.begin() as conn:
+                await conn.execute(text(f"DROP DATABASE IF EXISTS `{schemas[0]}`"))
+            await engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> Callable[[], str]:
+    """Factory: a fresh SQLite file per call."""
+
+    def make() -> str:
+        return f"sqlite+aiosqlite:///{tmp_path / unique('db_')}.db"
+
+    return make
