@@ -1,0 +1,119 @@
+"""Bad input: a clear error that names the problem, and a target left exactly as it was."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import pytest
+from sqlalchemy import text
+
+from blocks import BlockNotFound
+from flows import temperature_backfill, temperature_etl
+from flows.core.io.sql import SourceDataError
+from flows.hourly_tasks import MissingTableError
+from tests import scenario
+from tests.helpers import make_db, query, unique
+
+
+@pytest.fixture
+async def sqlite_pair(sqlite_url):
+    source = await make_db(sqlite_url(), unique("t-iot-"))
+    target = await make_db(sqlite_url(), unique("t-hq-"))
+    yield source, target
+    await source.db.dispose()
+    await target.db.dispose()
+
+
+async def test_start_after_end_fails_before_any_work():
+    with pytest.raises(ValueError, match=r"start=2024-02-01 is not before end=2024-01-31"):
+        # blocks that do not exist: the range is checked first
+        await temperature_backfill(start="2024-02-01", end="2024-01-31", source_block="nope", target_block="nope")
+
+
+@pytest.mark.parametrize(
+    "start,end,message",
+    [
+        ("2024-13-01", "2024-01-02", r"start='2024-13-01' is neither a date"),
+        ("2024-01-01", "yesterday", r"end='yesterday' is neither a date"),
+        ("2999-01-01", "2999-01-02", r"nothing in this range has happened yet"),
+        ("2024-01-01T05:00", "2024-01-01T05:00", r"is not before end"),
+    ],
+)
+async def test_bad_ranges_are_named(start, end, message):
+    with pytest.raises(ValueError, match=message):
+        await temperature_backfill(start=start, end=end, source_block="nope", target_block="nope")
+
+
+async def test_bad_chunk_and_lookback_are_named():
+    with pytest.raises(ValueError, match=r"chunk_hours=0 must be a whole number of hours from 1"):
+        await temperature_backfill(start="2024-01-01", end="2024-01-01", chunk_hours=0)
+    with pytest.raises(ValueError, match=r"lookback_hours=-1 must be"):
+        await temperature_etl(hour=datetime(2024, 1, 1), lookback_hours=-1)
+
+
+async def test_unknown_block_is_named(sqlite_pair):
+    source, _ = sqlite_pair
+    with pytest.raises(BlockNotFound, match=r"database block 'no-such-block' does not exist.*montrg blocks create"):
+        await temperature_etl(hour=datetime(2024, 1, 31, 5), source_block=source.block, target_block="no-such-block")
+
+
+async def test_missing_table_names_block_and_table(sqlite_url):
+    source = await make_db(sqlite_url(), unique("t-iot-"))
+    bare = await make_db(sqlite_url(), unique("t-hq-"), init=False)
+    try:
+        with pytest.raises(MissingTableError, match=rf"block '{bare.block}'.*missing table\(s\) temperature, etl_watermark.*montrg db init --block {bare.block}"):
+            await temperature_etl(hour=datetime(2024, 1, 31, 5), source_block=source.block, target_block=bare.block)
+    finally:
+        await source.db.dispose()
+        await bare.db.dispose()
+
+
+async def test_text_in_a_numeric_column_fails_by_name_and_writes_nothing(sqlite_pair):
+    """SQLite is loosely typed: a gateway can leave text in a REAL column."""
+    from flows.core.io import sql
+
+    source, target = sqlite_pair
+    await sql.insert_raw(source.db, scenario.rows())
+    await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block, target_block=target.block)
+    before = await query(target, "SELECT * FROM temperature ORDER BY loc_id, ymd, hh")
+    async with source.db.engine.begin() as conn:
+        await conn.execute(text("UPDATE temperature_raw SET temperature = 'ERR' WHERE loc_id = 'ONE'"))
+
+    with pytest.raises(SourceDataError, match=r"temperature='ERR' \(str\) is not a number, at loc_id='ONE', capture_dt=2024-01-31 12:34:56"):
+        await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block, target_block=target.block)
+
+    assert (await query(target, "SELECT * FROM temperature ORDER BY loc_id, ymd, hh")).equals(before)
+
+
+async def test_non_finite_value_in_postgresql_fails_by_name_and_writes_nothing(pg_url):
+    from flows.core.io import sql
+
+    source = await make_db(await pg_url(), unique("t-iot-"))
+    target = await make_db(await pg_url(), unique("t-hq-"))
+    try:
+        await sql.insert_raw(source.db, scenario.rows())
+        async with source.db.engine.begin() as conn:
+            await conn.execute(text(
+                "UPDATE flet_montrg.temperature_raw SET humidity = 'Infinity' "
+                "WHERE loc_id = 'EDGE' AND capture_dt = '2024-02-01 00:00:00'"
+            ))
+        with pytest.raises(SourceDataError, match=r"humidity is not a finite number: .*loc_id='EDGE'.*humidity=inf"):
+            await temperature_backfill(start="2024-01-31", end="2024-02-01", source_block=source.block, target_block=target.block)
+        # the first chunk (2024-01-31) committed, the bad one (2024-02-01) wrote nothing
+        days = await query(target, "SELECT DISTINCT ymd FROM flet_montrg.temperature ORDER BY ymd")
+        assert days["ymd"].to_list() == ["20240131"]
+    finally:
+        await source.db.dispose()
+        await target.db.dispose()
+
+
+async def test_nan_is_refused_at_insert(sqlite_pair):
+    from flows.core.io import sql
+
+    source, _ = sqlite_pair
+    bad = pl.DataFrame({"loc_id": ["A"], "capture_dt": [datetime(2024, 1, 1)], "temperature": [float("nan")],
+                        "humidity": [None], "pcv_temperature": [None]})
+    with pytest.raises(SourceDataError, match="temperature holds NaN"):
+        await sql.insert_raw(source.db, bad)
+    assert (await query(source, "SELECT COUNT(*) AS n FROM temperature_raw"))["n"].to_list() == [0]

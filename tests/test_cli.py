@@ -1,0 +1,87 @@
+"""The montrg command line, run as users run it (a subprocess against the test Prefect server)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.helpers import unique
+
+PASSWORD = "s3cr3t-marker-pw"
+
+
+def montrg(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_blocks_create_never_prints_the_password(prefect_env):
+    name = unique("t-cli-")
+    url = f"postgresql://montrg:{PASSWORD}@127.0.0.1:5432/test"
+    shown = montrg(prefect_env, "blocks", "create", name, url)
+    from_stdin = montrg(prefect_env, "blocks", "create", name, "-", stdin=url + "\n")
+    for done in (shown, from_stdin):
+        assert done.returncode == 0, done.stderr
+        assert PASSWORD not in done.stdout + done.stderr
+        assert f"saved block '{name}': postgresql+asyncpg://montrg:***@127.0.0.1:5432/test" in done.stdout
+
+
+def test_blocks_create_rejects_bad_urls_without_echoing_them(prefect_env):
+    bad_port = montrg(prefect_env, "blocks", "create", unique("t-cli-"), f"postgresql://u:{PASSWORD}@h:notaport/db")
+    bad_driver = montrg(prefect_env, "blocks", "create", unique("t-cli-"), f"oracle://u:{PASSWORD}@h/db")
+    assert bad_port.returncode == 2 and "not a database URL" in bad_port.stderr
+    assert bad_driver.returncode == 2 and "driver 'oracle' is not supported" in bad_driver.stderr
+    assert PASSWORD not in bad_port.stderr + bad_driver.stderr + bad_port.stdout + bad_driver.stdout
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb", "sqlite"])
+async def test_db_init_creates_then_changes_nothing(kind, prefect_env, pg_url, mariadb_url, sqlite_url):
+    url = {"postgresql": pg_url, "mariadb": mariadb_url, "sqlite": sqlite_url}[kind]()
+    url = await url if kind == "postgresql" else url
+    env = dict(prefect_env)
+    if kind == "mariadb":
+        import os
+
+        env["MONTRG_SCHEMA"] = os.environ["MONTRG_SCHEMA"]
+    name = unique("t-init-")
+    assert montrg(env, "blocks", "create", name, url).returncode == 0
+
+    first = montrg(env, "db", "init", "--block", name)
+    second = montrg(env, "db", "init", "--block", name)
+
+    assert first.returncode == 0, first.stderr
+    assert "created table temperature_raw" in first.stdout and "created table temperature" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert "is up to date, nothing changed" in second.stdout
+
+
+async def test_db_init_upgrades_an_older_table(prefect_env, pg_url):
+    url = await pg_url()
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:  # the seed's table: no *_min, counts or calc_dt
+        await conn.execute(text("CREATE SCHEMA flet_montrg"))
+        await conn.execute(text(
+            "CREATE TABLE flet_montrg.temperature (loc_id varchar(64) NOT NULL, ymd varchar(8) NOT NULL, "
+            "hh varchar(2) NOT NULL, temperature_max float8, temperature_avg float8, humidity_max float8, "
+            "humidity_avg float8, pcv_temperature_max float8, pcv_temperature_avg float8, "
+            "PRIMARY KEY (loc_id, ymd, hh))"
+        ))
+        await conn.execute(text("INSERT INTO flet_montrg.temperature (loc_id, ymd, hh, temperature_max) VALUES ('A', '20240101', '00', 1.5)"))
+    name = unique("t-init-")
+    assert montrg(prefect_env, "blocks", "create", name, url).returncode == 0
+
+    done = montrg(prefect_env, "db", "init", "--block", name)
+
+    assert done.returncode == 0, done.stderr
+    assert "added column temperature.temperature_min" in done.stdout
+    assert "added column temperature.sample_count" in done.stdout
+    assert "created index ix_temperature_ymd_hh" in done.stdout
+    async with engine.connect() as conn:
+        row = (await conn.execute(text("SELECT temperature_max, sample_count FROM flet_montrg.temperature"))).one()
+    await engine.dispose()
+    assert tuple(row) == (1.5, 0)
