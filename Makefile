@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test test-fast install lint clean
+.PHONY: demo test test-fast install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,7 @@ test-fast: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache
+
+bench: $(VENV)/.installed-run
+	$(BIN)/python bench/backfill_day.py seed
+	$(BIN)/python bench/backfill_day.py run

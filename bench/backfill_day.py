@@ -1,0 +1,94 @@
+"""Benchmark: a one-day backfill of 200 locations at 10 s (~1.7M raw rows), PostgreSQL -> PostgreSQL.
+
+    python bench/backfill_day.py seed   # fresh databases montrg_bench_iot / montrg_bench_hq + rows
+    python bench/backfill_day.py run    # temperature_backfill through the flow, in a fresh process
+
+`make bench` runs both. Prints wall time, rows/s and the run process's peak RSS. Uses the Prefect
+API in PREFECT_API_URL, or a temporary local server when unset (its start-up is not timed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta
+
+PG = os.environ.get("MONTRG_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+DAY = datetime(2024, 1, 15)
+LOCATIONS = 200
+BLOCKS = {"iot": "montrg-bench-iot", "hq": "montrg-bench-hq"}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def seed() -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from blocks import create_block, open_database
+    from flows.core import simulate
+    from flows.core.io import sql
+    from flows.core.schema import init_schema
+
+    admin = create_async_engine(f"{PG}/postgres".replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        for role in BLOCKS:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS montrg_bench_{role} WITH (FORCE)"))
+            await conn.execute(text(f"CREATE DATABASE montrg_bench_{role}"))
+    await admin.dispose()
+    for role, block in BLOCKS.items():
+        await create_block(block, f"{PG}/montrg_bench_{role}")
+        async with open_database(block) as db:
+            async with db.engine.begin() as conn:
+                await conn.run_sync(init_schema, db.schema)
+    # the day, plus an hour either side that the backfill must leave alone
+    raw = simulate.readings(LOCATIONS, DAY - timedelta(hours=1), DAY + timedelta(days=1, hours=1))
+    started = time.perf_counter()
+    async with open_database(BLOCKS["iot"]) as db:
+        n = await sql.insert_raw(db, raw)
+        async with db.engine.begin() as conn:
+            await conn.execute(text("ANALYZE flet_montrg.temperature_raw"))
+    print(f"seeded {n:,} raw rows in {time.perf_counter() - started:.1f} s")
+
+
+async def run(repeats: int = 3) -> None:
+    from sqlalchemy import text
+
+    from blocks import open_database
+    from flows import temperature_backfill
+
+    rss_before = peak_rss_mb()
+    async with open_database(BLOCKS["hq"]) as hq, hq.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE flet_montrg.temperature"))
+    times, reports = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        reports.append(
+            await temperature_backfill(
+                start=DAY.date(), end=DAY.date(), source_block=BLOCKS["iot"], target_block=BLOCKS["hq"]
+            )
+        )
+        times.append(time.perf_counter() - started)
+    rows = reports[0].totals["raw_rows"]
+    print(f"\none-day backfill, {LOCATIONS} locations at 10 s, PostgreSQL -> PostgreSQL, through the flow")
+    print(f"{'run':<22}{'wall s':>8}{'raw rows/s':>14}{'location-hours':>16}")
+    labels = ["1: insert"] + [f"{i + 1}: rerun (no change)" for i in range(1, repeats)]
+    for label, t, r in zip(labels, times, reports):
+        print(f"{label:<22}{t:>8.2f}{rows / t:>14,.0f}{r.totals['groups']:>16,}")
+    print(f"median of {repeats}: {statistics.median(times):.2f} s for {rows:,} raw rows")
+    print(f"peak RSS of this process: {peak_rss_mb():.0f} MB (after imports, before the runs: {rss_before:.0f} MB)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command not in ("seed", "run"):
+        sys.exit(__doc__)
+    asyncio.run(seed() if command == "seed" else run())
