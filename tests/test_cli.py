@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -45,9 +46,7 @@ async def test_db_init_creates_then_changes_nothing(kind, prefect_env, pg_url, m
     url = await url if kind == "postgresql" else url
     env = dict(prefect_env)
     if kind == "mariadb":
-        import os
-
-        env["MONTRG_SCHEMA"] = os.environ["MONTRG_SCHEMA"]
+        env["MONTRG_SCHEMA"] = os.environ["MONTRG_SCHEMA"]  # the test's own schema
     name = unique("t-init-")
     assert montrg(env, "blocks", "create", name, url).returncode == 0
 

@@ -13,13 +13,15 @@ from flows.hourly_tasks import plant_now
 from tests import scenario
 from tests.helpers import assert_matches_reference, make_db, query, reference, target_rows, unique
 
-PAIRS = ["postgresql->postgresql", "mariadb->postgresql", "sqlite->sqlite"]
+PAIRS = ["postgresql->postgresql", "mariadb->postgresql", "postgresql->mariadb", "sqlite->sqlite"]
 
 
 @pytest.fixture(params=PAIRS)
 async def pair(request, pg_url, mariadb_url, sqlite_url):
     """(source, target) test databases of one dialect pair, schema created, blocks saved."""
     kinds = request.param.split("->")
+    if "mariadb" in kinds:
+        mariadb_url()  # sets MONTRG_SCHEMA, which every database of the test then uses
     made = []
     try:
         for role, kind in zip(("iot", "hq"), kinds):
