@@ -3,7 +3,8 @@
 Each flow is an async Prefect flow; its Prefect name is the kebab-case of its function name.
 """
 
+from flows.master_etl import master_etl
 from flows.temperature_backfill import temperature_backfill
 from flows.temperature_etl import temperature_etl
 
-__all__ = ["temperature_backfill", "temperature_etl"]
+__all__ = ["master_etl", "temperature_backfill", "temperature_etl"]

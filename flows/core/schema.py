@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Double,
@@ -18,7 +19,9 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     inspect,
+    true,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
@@ -69,6 +72,55 @@ etl_watermark = Table(
     Column("watermark", Timestamp, nullable=False, comment="hours before this are aggregated"),
     Column("updated_dt", Timestamp, nullable=False),
     comment="per job: the end of the last contiguous processed window",
+)
+
+# ---- master data (synced IoT -> HQ by master_etl; rows are deactivated, never deleted)
+
+locations = Table(
+    "locations",
+    metadata,
+    Column("loc_id", String(64), primary_key=True),
+    Column("plant", String(64)),
+    Column("factory", String(64)),
+    Column("building", String(64)),
+    Column("floor", String(64)),
+    Column("area", String(64)),
+    Column("location_name", String(255)),
+    Column("is_active", Boolean, nullable=False, server_default=true()),
+    Column("upd_dt", Timestamp, comment="when this row last changed, plant local"),
+    comment="sensor locations",
+)
+
+sensors = Table(
+    "sensors",
+    metadata,
+    Column("sensor_id", String(64), primary_key=True),
+    Column("loc_id", String(64), nullable=False),
+    Column("name", String(255)),
+    Column("host", String(255), comment="Modbus TCP host"),
+    Column("port", Integer, comment="Modbus TCP port"),
+    Column("device_id", Integer, comment="Modbus device (unit) id"),
+    Column("registers", Text, comment="JSON register map per measure: address, type, scale, word order"),
+    Column("is_active", Boolean, nullable=False, server_default=true()),
+    Column("upd_dt", Timestamp),
+    Index("ix_sensors_loc_id", "loc_id"),
+    comment="sensors and how to reach them",
+)
+
+THRESHOLD_LEVELS = ("green", "yellow", "orange", "red")
+
+thresholds = Table(
+    "thresholds",
+    metadata,
+    Column("threshold_id", Integer, primary_key=True, autoincrement=False),
+    Column("threshold_type", String(32), nullable=False, comment="the measure: temperature, humidity, pcv_temperature"),
+    Column("level", String(16), nullable=False, comment="green, yellow, orange or red"),
+    Column("min_value", Double, comment="lowest value within this level's limits (NULL: none)"),
+    Column("max_value", Double, comment="highest value within this level's limits (NULL: none)"),
+    Column("loc_id", String(64), comment="NULL: plant default; else an override for this location"),
+    Column("is_active", Boolean, nullable=False, server_default=true()),
+    Column("upd_dt", Timestamp),
+    comment="alert limits per measure and level",
 )
 
 
@@ -130,7 +182,10 @@ def _add_column(conn: Connection, schema: str | None, table: Table, column: Colu
     col_type = column.type.compile(dialect=conn.dialect)
     ddl = f"ALTER TABLE {name} ADD COLUMN {preparer.quote(column.name)} {col_type}"
     if column.server_default is not None:
-        ddl += f" DEFAULT {column.server_default.arg}"
+        default = column.server_default.arg
+        if not isinstance(default, str):
+            default = default.compile(dialect=conn.dialect)
+        ddl += f" DEFAULT {default}"
     if not column.nullable:
         ddl += " NOT NULL"
     conn.exec_driver_sql(ddl)

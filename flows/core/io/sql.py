@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import polars as pl
-from sqlalchemy import Column, MetaData, Table, and_, func, inspect, select, text
+from sqlalchemy import Boolean, Column, Double, Integer, MetaData, Table, and_, func, inspect, select, text, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -287,17 +287,29 @@ async def upsert_hourly(db: Database, hourly: pl.DataFrame, window: Window, calc
             )
             await conn.execute(stmt)
             return result
-        if db.dialect == "sqlite":
-            stmt = sqlite_insert(temperature)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(KEYS), set_={c: stmt.excluded[c] for c in values}
-            )
-        else:
-            stmt = mysql_insert(temperature)
-            stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in values})
-        for batch in changed.iter_slices(BATCH_ROWS):
-            await conn.execute(stmt, batch.to_dicts())
+        await upsert_rows(conn, temperature, list(KEYS), changed)
     return result
+
+
+async def upsert_rows(conn: AsyncConnection, table: Table, keys: list[str], rows: pl.DataFrame) -> None:
+    """Insert `rows` into `table`, updating the other columns where `keys` already exist.
+
+    SQLAlchemy's dialect upserts (ON CONFLICT / ON DUPLICATE KEY), executed in batches.
+    """
+    if rows.is_empty():
+        return
+    values = [c for c in rows.columns if c not in keys]
+    if conn.dialect.name == "postgresql":
+        stmt = pg_insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in values})
+    elif conn.dialect.name == "sqlite":
+        stmt = sqlite_insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in values})
+    else:
+        stmt = mysql_insert(table)
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in values})
+    for batch in rows.iter_slices(BATCH_ROWS):
+        await conn.execute(stmt, batch.to_dicts())
 
 
 # ---------------------------------------------------------------- watermark
@@ -332,3 +344,44 @@ async def extend_watermark(
             await conn.execute(t.update().where(t.c.job_name == job).values(watermark=end, updated_dt=now))
             return end
         return current
+
+
+# ---------------------------------------------------------------- master data
+
+
+def polars_schema(table: Table, columns: Sequence[str]) -> pl.Schema:
+    """The Polars types of `columns` of `table`."""
+
+    def dtype(column: Column) -> pl.DataType:
+        if isinstance(column.type, Boolean):
+            return pl.Boolean()
+        if isinstance(column.type, Integer):
+            return pl.Int64()
+        if isinstance(column.type, Double):
+            return pl.Float64()
+        if column.name.endswith("_dt"):
+            return pl.Datetime("us")
+        return pl.String()
+
+    return pl.Schema({c: dtype(table.c[c]) for c in columns})
+
+
+async def read_rows(db: Database, table: Table, columns: Sequence[str]) -> pl.DataFrame:
+    """All rows of `table` (`columns` only), typed by the table's definition."""
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(select(*(table.c[c] for c in columns)))).all()
+    return pl.DataFrame(rows, schema=polars_schema(table, columns), orient="row")
+
+
+async def apply_master_changes(db: Database, changes: Sequence, now: datetime) -> None:
+    """Apply master-data `changes` (flows.core.master.Changes) in one transaction, in order."""
+    async with db.engine.begin() as conn:
+        for change in changes:
+            table, key = change.table.table, change.table.key
+            rows = pl.concat([change.inserts, change.updates])
+            await upsert_rows(conn, table, [key], rows.with_columns(upd_dt=pl.lit(now, dtype=pl.Datetime("us"))))
+            for start in range(0, len(change.deactivate), BATCH_ROWS):
+                keys = change.deactivate[start : start + BATCH_ROWS]
+                await conn.execute(
+                    update(table).where(table.c[key].in_(keys)).values(is_active=False, upd_dt=now)
+                )

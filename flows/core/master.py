@@ -1,0 +1,99 @@
+"""Master data sync, the pure part: what changed between source and target, and what is invalid.
+
+Polars in, Polars out. A row is compared on every column but `upd_dt`; rows gone from the source
+are deactivated in the target (never deleted: hourly data and alerts still refer to them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+from sqlalchemy import Table
+
+from flows.core.schema import MEASURES, THRESHOLD_LEVELS, locations, sensors, thresholds
+
+
+@dataclass(frozen=True)
+class MasterTable:
+    table: Table
+    key: str
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns compared and copied (all but upd_dt, which the target sets)."""
+        return [c.name for c in self.table.columns if c.name != "upd_dt"]
+
+
+# in load order: locations before the sensors that point at them
+MASTER_TABLES = (
+    MasterTable(locations, "loc_id"),
+    MasterTable(sensors, "sensor_id"),
+    MasterTable(thresholds, "threshold_id"),
+)
+
+
+@dataclass
+class Changes:
+    """What a sync does to one table. `rejected` rows (with a `problem`) are not loaded."""
+
+    table: MasterTable
+    inserts: pl.DataFrame
+    updates: pl.DataFrame
+    deactivate: list[object]
+    rejected: pl.DataFrame
+
+    def counts(self) -> dict[str, object]:
+        return {
+            "table": self.table.table.name,
+            "inserted": self.inserts.height,
+            "updated": self.updates.height,
+            "deactivated": len(self.deactivate),
+            "rejected": self.rejected.height,
+        }
+
+
+def diff(spec: MasterTable, source: pl.DataFrame, target: pl.DataFrame, rejected: pl.DataFrame) -> Changes:
+    """Inserts, updates and deactivations that make `target` match `source` minus `rejected`."""
+    key = spec.key
+    source = source.join(rejected.select(key), on=key, how="anti")
+    new = source.join(target.select(key), on=key, how="anti")
+    existing = source.join(target.select(key), on=key, how="semi")
+    changed = existing.join(target.select(spec.columns), on=spec.columns, how="anti", nulls_equal=True)
+    gone = target.filter(pl.col("is_active")).join(source.select(key), on=key, how="anti")
+    # a rejected row keeps whatever the target had: neither updated nor deactivated
+    gone = gone.join(rejected.select(key), on=key, how="anti")
+    return Changes(spec, new, changed, gone[key].to_list(), rejected)
+
+
+def bad_thresholds(df: pl.DataFrame) -> pl.DataFrame:
+    """Thresholds that cannot be used: unknown measure or level, or min_value > max_value."""
+    problem = pl.concat_str(
+        [
+            pl.when(~pl.col("threshold_type").is_in(list(MEASURES))).then(
+                pl.format("unknown measure {} (expected one of " + ", ".join(MEASURES) + ")", "threshold_type")
+            ),
+            pl.when(~pl.col("level").is_in(list(THRESHOLD_LEVELS))).then(
+                pl.format("unknown level {} (expected one of " + ", ".join(THRESHOLD_LEVELS) + ")", "level")
+            ),
+            pl.when(pl.col("min_value") > pl.col("max_value")).then(
+                pl.format("min_value {} > max_value {}", "min_value", "max_value")
+            ),
+        ],
+        separator="; ",
+        ignore_nulls=True,
+    )
+    return _flagged(df, problem)
+
+
+def orphan_sensors(sensor_rows: pl.DataFrame, known_locations: pl.Series) -> pl.DataFrame:
+    """Sensors whose loc_id is not a known location."""
+    problem = pl.when(~pl.col("loc_id").is_in(known_locations.implode())).then(
+        pl.format("sensor {} points at unknown location {}", "sensor_id", "loc_id")
+    )
+    return _flagged(sensor_rows, problem)
+
+
+def _flagged(df: pl.DataFrame, problem: pl.Expr) -> pl.DataFrame:
+    out = df.with_columns(problem.alias("problem"))
+    return out.filter(pl.col("problem").is_not_null() & (pl.col("problem") != ""))

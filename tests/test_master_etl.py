@@ -1,0 +1,138 @@
+"""master_etl on PostgreSQL and MariaDB: insert, update, deactivate, dry run, bad rows by name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import delete, insert, update
+
+from flows import master_etl
+from flows.core.schema import locations, sensors, thresholds
+from flows.master_etl import MasterDataError
+from tests.helpers import make_db, query, unique
+
+REGISTERS = json.dumps({"temperature": {"address": 1, "type": "float32", "scale": 1.0, "word_order": "big"}})
+
+
+@pytest.fixture(params=["postgresql->postgresql", "mariadb->postgresql", "postgresql->mariadb"])
+async def master_pair(request, pg_url, mariadb_url):
+    """(source, target); MariaDB is used on one side, as both would share its one schema."""
+    kinds = request.param.split("->")
+    if "mariadb" in kinds:
+        mariadb_url()  # sets MONTRG_SCHEMA before any database is created
+    made = []
+    try:
+        for role, kind in zip(("iot", "hq"), kinds):
+            url = await pg_url() if kind == "postgresql" else mariadb_url()
+            made.append(await make_db(url, unique(f"t-{role}-")))
+        yield tuple(made)
+    finally:
+        for d in made:
+            await d.db.dispose()
+
+
+async def seed_master(db) -> None:
+    async with db.engine.begin() as conn:
+        await conn.execute(insert(locations), [
+            {"loc_id": f"L{i}", "plant": "P1", "factory": "F1", "building": "B1", "floor": str(i % 3),
+             "area": "A", "location_name": f"Line {i}", "is_active": True} for i in range(1, 5)
+        ])
+        await conn.execute(insert(sensors), [
+            {"sensor_id": f"S{i}", "loc_id": f"L{i}", "name": f"sensor {i}", "host": "127.0.0.1",
+             "port": 5020, "device_id": i, "registers": REGISTERS, "is_active": True} for i in range(1, 5)
+        ])
+        await conn.execute(insert(thresholds), [
+            {"threshold_id": 1, "threshold_type": "temperature", "level": "yellow", "min_value": 10.0, "max_value": 30.0, "is_active": True},
+            {"threshold_id": 2, "threshold_type": "temperature", "level": "red", "min_value": 5.0, "max_value": 35.0, "is_active": True},
+            {"threshold_id": 3, "threshold_type": "humidity", "level": "yellow", "min_value": None, "max_value": 70.0, "loc_id": "L2", "is_active": True},
+        ])
+
+
+async def snapshot(d, table: str, key: str):
+    return await query(d, f"SELECT * FROM {d.table(table)} ORDER BY {key}")
+
+
+async def test_first_sync_copies_everything_and_a_rerun_changes_nothing(master_pair):
+    source, target = master_pair
+    await seed_master(source.db)
+
+    first = await master_etl(source_block=source.block, target_block=target.block)
+    again = await master_etl(source_block=source.block, target_block=target.block)
+
+    assert [(r["table"], r["inserted"]) for r in first] == [("locations", 4), ("sensors", 4), ("thresholds", 3)]
+    assert all(r["inserted"] == r["updated"] == r["deactivated"] == 0 for r in again)
+    for table, key in (("locations", "loc_id"), ("sensors", "sensor_id"), ("thresholds", "threshold_id")):
+        src = (await snapshot(source, table, key)).drop("upd_dt")
+        tgt = (await snapshot(target, table, key)).drop("upd_dt")
+        assert src.equals(tgt), table
+
+
+async def test_change_addition_and_removal_become_update_insert_deactivation(master_pair):
+    source, target = master_pair
+    await seed_master(source.db)
+    await master_etl(source_block=source.block, target_block=target.block)
+    async with source.db.engine.begin() as conn:
+        await conn.execute(update(locations).where(locations.c.loc_id == "L1").values(location_name="Line 1 (moved)"))
+        await conn.execute(insert(locations).values(loc_id="L9", plant="P1", location_name="New line", is_active=True))
+        await conn.execute(delete(sensors).where(sensors.c.sensor_id == "S4"))
+        await conn.execute(delete(locations).where(locations.c.loc_id == "L4"))
+
+    dry = await master_etl(dry_run=True, source_block=source.block, target_block=target.block)
+    before = await snapshot(target, "locations", "loc_id")
+    assert (await snapshot(target, "locations", "loc_id")).equals(before)
+    report = await master_etl(source_block=source.block, target_block=target.block)
+
+    assert dry == report
+    assert report[0] == {"table": "locations", "inserted": 1, "updated": 1, "deactivated": 1, "rejected": 0}
+    assert report[1] == {"table": "sensors", "inserted": 0, "updated": 0, "deactivated": 1, "rejected": 0}
+    locs = await snapshot(target, "locations", "loc_id")
+    assert locs.filter(loc_id="L1")["location_name"].to_list() == ["Line 1 (moved)"]
+    assert locs.filter(loc_id="L9").height == 1
+    assert [bool(v) for v in locs.filter(loc_id="L4")["is_active"]] == [False]  # kept, inactive
+    assert [bool(v) for v in (await snapshot(target, "sensors", "sensor_id")).filter(sensor_id="S4")["is_active"]] == [False]
+
+
+async def test_dry_run_writes_nothing(master_pair):
+    source, target = master_pair
+    await seed_master(source.db)
+
+    report = await master_etl(dry_run=True, source_block=source.block, target_block=target.block)
+
+    assert [r["inserted"] for r in report] == [4, 4, 3]
+    for table, key in (("locations", "loc_id"), ("sensors", "sensor_id"), ("thresholds", "threshold_id")):
+        assert (await snapshot(target, table, key)).is_empty()
+
+
+async def test_orphan_sensor_is_named_and_not_loaded(master_pair):
+    source, target = master_pair
+    await seed_master(source.db)
+    async with source.db.engine.begin() as conn:
+        await conn.execute(insert(sensors).values(sensor_id="S-ORPHAN", loc_id="L-NOWHERE", is_active=True))
+
+    report = await master_etl(source_block=source.block, target_block=target.block)
+    with pytest.raises(MasterDataError, match=r"sensor S-ORPHAN points at unknown location L-NOWHERE"):
+        await master_etl(orphan_sensors="fail", source_block=source.block, target_block=target.block)
+
+    assert report[1] == {"table": "sensors", "inserted": 4, "updated": 0, "deactivated": 0, "rejected": 1}
+    assert "S-ORPHAN" not in (await snapshot(target, "sensors", "sensor_id"))["sensor_id"].to_list()
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"threshold_type": "temperature", "level": "red", "min_value": 40.0, "max_value": 20.0}, r"min_value 40.0 > max_value 20.0: threshold_id=9"),
+        ({"threshold_type": "pressure", "level": "red", "min_value": 1.0, "max_value": 2.0}, r"unknown measure pressure \(expected .*\): threshold_id=9"),
+    ],
+)
+async def test_invalid_threshold_is_rejected_by_name(master_pair, bad, message):
+    source, target = master_pair
+    await seed_master(source.db)
+    async with source.db.engine.begin() as conn:
+        await conn.execute(insert(thresholds).values(threshold_id=9, is_active=True, **bad))
+
+    with pytest.raises(MasterDataError, match=message):
+        await master_etl(source_block=source.block, target_block=target.block)
+
+    ids = (await snapshot(target, "thresholds", "threshold_id"))["threshold_id"].to_list()
+    assert ids == [1, 2, 3]  # the valid ones were synced, the bad one was not
