@@ -18,10 +18,11 @@ from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from flows.core import aggregate, validate
+from flows.core import aggregate, alerts, validate
 from flows.core.io import sql
 from flows.core.io.sql import Database
-from flows.core.schema import etl_watermark, temperature, temperature_raw
+from flows.core.schema import alerts as alerts_table
+from flows.core.schema import etl_watermark, temperature, temperature_raw, thresholds
 from flows.core.settings import plant_tz
 from flows.core.windows import Window
 
@@ -65,6 +66,8 @@ class ChunkReport:
     updated: int
     unchanged: int
     seconds: float
+    alerts_opened: int = 0
+    alerts_resolved: int = 0
 
 
 def plant_now() -> datetime:
@@ -75,7 +78,7 @@ def plant_now() -> datetime:
 async def check_connections(source: Database, target: Database) -> None:
     """Both databases answer and hold the tables this job needs."""
     logger = get_run_logger()
-    for db, tables in ((source, [temperature_raw]), (target, [temperature, etl_watermark])):
+    for db, tables in ((source, [temperature_raw]), (target, [temperature, etl_watermark, thresholds, alerts_table])):
         try:
             version = await sql.ping(db)
             missing = await sql.missing_tables(db, tables)
@@ -148,8 +151,32 @@ async def validate_hourly(target: Database, hourly: pl.DataFrame, window: Window
     get_run_logger().info("validated %d location-hours of %s", written.height, window)
 
 
-async def process_chunk(source: Database, target: Database, window: Window) -> ChunkReport:
-    """extract -> aggregate -> upsert -> validate for one window; returns what it did."""
+@task(name="evaluate-alerts", task_run_name="evaluate-alerts {window}", **RETRYING)
+async def evaluate_alerts(target: Database, hourly: pl.DataFrame, window: Window) -> sql.AlertChanges:
+    """Compare the hours just written with the active thresholds; record and announce breaches.
+
+    Each new (or re-opened) breach is recorded once in `alerts` and emitted as the Prefect event
+    `montrg.threshold.breached` about the resource `montrg.location.<loc_id>`, for automations.
+    """
+    from prefect.events import emit_event
+
+    found = alerts.breaches(hourly, await sql.active_thresholds(target))
+    hours = hourly.select("loc_id", alerts.hour_start())
+    changes = await sql.record_alerts(target, found, hours, plant_now())
+    for row in changes.opened.iter_rows(named=True):
+        emit_event(
+            event="montrg.threshold.breached",
+            resource={"prefect.resource.id": f"montrg.location.{row['loc_id']}", "prefect.resource.name": str(row["loc_id"])},
+            payload={k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()},
+        )
+    get_run_logger().info(
+        "%d threshold breaches in %s: %d opened, %d resolved", found.height, window, changes.opened.height, changes.resolved
+    )
+    return changes
+
+
+async def process_chunk(source: Database, target: Database, window: Window, with_alerts: bool = False) -> ChunkReport:
+    """extract -> aggregate -> upsert -> validate (-> alerts) for one window; returns what it did."""
     started = time.perf_counter()
     raw = await extract_raw(source, window)
     if raw.is_empty():
@@ -158,9 +185,13 @@ async def process_chunk(source: Database, target: Database, window: Window) -> C
     hourly = await aggregate_hourly(raw, window)
     result = await upsert_hourly(target, hourly, window)
     await validate_hourly(target, hourly, window)
+    opened = resolved = 0
+    if with_alerts:
+        changes = await evaluate_alerts(target, hourly, window)
+        opened, resolved = changes.opened.height, changes.resolved
     report = ChunkReport(
         str(window), raw.height, hourly.height, result.inserted, result.updated, result.unchanged,
-        round(time.perf_counter() - started, 3),
+        round(time.perf_counter() - started, 3), opened, resolved,
     )
     get_run_logger().info(
         "chunk %s: %d raw rows -> %d location-hours (%d new, %d updated) in %.2f s",
@@ -178,7 +209,7 @@ class RunReport:
 
     @property
     def totals(self) -> dict[str, int | float]:
-        keys = ("raw_rows", "groups", "inserted", "updated", "unchanged", "seconds")
+        keys = ("raw_rows", "groups", "inserted", "updated", "unchanged", "seconds", "alerts_opened", "alerts_resolved")
         return {k: round(sum(getattr(c, k) for c in self.chunks), 3) for k in keys}
 
     def table(self) -> list[dict[str, object]]:

@@ -69,7 +69,7 @@ async def temperature_etl(
         logger.info("window %s (plant time), %d hours", window, window.hours)
         report = RunReport(str(window), [])
         for piece in chunks(window, chunk_hours):
-            report.chunks.append(await process_chunk(source, target, piece))
+            report.chunks.append(await process_chunk(source, target, piece, with_alerts=True))
         if scheduled:
             await sql.extend_watermark(target, JOB, window.start, window.end, plant_now(), create=True)
     await acreate_table_artifact(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     inspect,
     true,
 )
@@ -121,6 +122,26 @@ thresholds = Table(
     Column("is_active", Boolean, nullable=False, server_default=true()),
     Column("upd_dt", Timestamp),
     comment="alert limits per measure and level",
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_time", Timestamp, nullable=False, comment="the hour that breached, plant local"),
+    Column("loc_id", String(64), nullable=False),
+    Column("measure", String(32), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("measured_value", Double, comment="the hour's max (above the limit) or min (below it)"),
+    Column("threshold_min", Double),
+    Column("threshold_max", Double),
+    Column("message", String(500)),
+    Column("status", String(16), nullable=False, server_default="open", comment="open or resolved"),
+    Column("created_dt", Timestamp),
+    Column("resolved_dt", Timestamp),
+    UniqueConstraint("loc_id", "alert_time", "measure", "level", name="uq_alerts_loc_hour_measure_level"),
+    Index("ix_alerts_alert_time", "alert_time"),
+    comment="threshold breaches of hourly values, one per location, hour, measure and level",
 )
 
 

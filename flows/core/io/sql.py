@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import polars as pl
-from sqlalchemy import Boolean, Column, Double, Integer, MetaData, Table, and_, func, inspect, select, text, update
+from sqlalchemy import Boolean, Column, DateTime, Double, Integer, MetaData, Table, and_, func, inspect, select, text, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -22,7 +22,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from flows.core.aggregate import HOURLY_COLUMNS, KEYS, RAW_SCHEMA
-from flows.core.schema import SCHEMA_TOKEN, MEASURES, etl_watermark, temperature, temperature_raw
+from flows.core.alerts import ALERT_KEYS
+from flows.core.schema import SCHEMA_TOKEN, MEASURES, alerts, etl_watermark, temperature, temperature_raw, thresholds
 from flows.core.settings import schema_name
 from flows.core.windows import HOUR, Window
 
@@ -359,7 +360,7 @@ def polars_schema(table: Table, columns: Sequence[str]) -> pl.Schema:
             return pl.Int64()
         if isinstance(column.type, Double):
             return pl.Float64()
-        if column.name.endswith("_dt"):
+        if isinstance(column.type, DateTime):
             return pl.Datetime("us")
         return pl.String()
 
@@ -385,3 +386,53 @@ async def apply_master_changes(db: Database, changes: Sequence, now: datetime) -
                 await conn.execute(
                     update(table).where(table.c[key].in_(keys)).values(is_active=False, upd_dt=now)
                 )
+
+
+# ---------------------------------------------------------------- alerts
+
+
+async def active_thresholds(db: Database) -> pl.DataFrame:
+    """The target's thresholds (all rows; callers filter on is_active)."""
+    cols = ["threshold_type", "level", "min_value", "max_value", "loc_id", "is_active"]
+    return await read_rows(db, thresholds, cols)
+
+
+@dataclass
+class AlertChanges:
+    opened: pl.DataFrame  # new breaches and re-opened ones: one event each
+    resolved: int
+
+
+async def record_alerts(db: Database, breaches: pl.DataFrame, hours: pl.DataFrame, now: datetime) -> AlertChanges:
+    """Make the alerts of the evaluated (loc_id, alert_time) `hours` equal `breaches`, in one transaction.
+
+    A breach already recorded is kept once (its values refreshed); a resolved one that breaches
+    again is re-opened; an open alert of an evaluated hour that no longer breaches is resolved.
+    """
+    t = alerts
+    keys = list(ALERT_KEYS)
+    if hours.is_empty():
+        return AlertChanges(breaches.clear(), 0)
+    lo, hi = hours["alert_time"].min(), hours["alert_time"].max()
+    async with db.engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(t.c.alert_id, *(t.c[k] for k in keys), t.c.status)
+                .where(t.c.alert_time >= lo, t.c.alert_time <= hi)
+                .with_for_update()
+            )
+        ).all()
+        existing = pl.DataFrame(
+            rows, schema={"alert_id": pl.Int64, **polars_schema(t, keys), "status": pl.String}, orient="row"
+        ).join(hours.select("loc_id", "alert_time"), on=["loc_id", "alert_time"], how="semi")
+        new = breaches.join(existing.select(keys), on=keys, how="anti")
+        known = breaches.join(existing.select(keys), on=keys, how="semi")
+        reopened = known.join(existing.filter(status="resolved").select(keys), on=keys, how="semi")
+        gone = existing.filter(status="open").join(breaches.select(keys), on=keys, how="anti")
+        await upsert_rows(conn, t, keys, new.with_columns(status=pl.lit("open"), created_dt=pl.lit(now)))
+        await upsert_rows(conn, t, keys, known.with_columns(status=pl.lit("open"), resolved_dt=pl.lit(None, pl.Datetime("us"))))
+        if gone.height:
+            await conn.execute(
+                update(t).where(t.c.alert_id.in_(gone["alert_id"].to_list())).values(status="resolved", resolved_dt=now)
+            )
+    return AlertChanges(pl.concat([new, reopened]), gone.height)
