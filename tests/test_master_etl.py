@@ -42,9 +42,9 @@ async def seed_master(db) -> None:
             {"sensor_id": f"S{i}", "loc_id": f"L{i}", "name": f"sensor {i}", "host": "127.0.0.1",
              "port": 5020, "device_id": i, "registers": REGISTERS, "is_active": True} for i in range(1, 5)
         ])
-        await conn.execute(insert(thresholds), [
-            {"threshold_id": 1, "threshold_type": "temperature", "level": "yellow", "min_value": 10.0, "max_value": 30.0, "is_active": True},
-            {"threshold_id": 2, "threshold_type": "temperature", "level": "red", "min_value": 5.0, "max_value": 35.0, "is_active": True},
+        await conn.execute(insert(thresholds), [  # every row names every column (executemany)
+            {"loc_id": None, "threshold_id": 1, "threshold_type": "temperature", "level": "yellow", "min_value": 10.0, "max_value": 30.0, "is_active": True},
+            {"loc_id": None, "threshold_id": 2, "threshold_type": "temperature", "level": "red", "min_value": 5.0, "max_value": 35.0, "is_active": True},
             {"threshold_id": 3, "threshold_type": "humidity", "level": "yellow", "min_value": None, "max_value": 70.0, "loc_id": "L2", "is_active": True},
         ])
 
