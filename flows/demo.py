@@ -18,7 +18,7 @@ from blocks import create_block, open_database
 from flows.core import simulate
 from flows.core.io import sql
 from flows.core.schema import init_schema
-from flows.hourly_tasks import plant_now
+from flows.core.settings import plant_now
 
 SOURCE_BLOCK = "montrg-demo-iot"
 TARGET_BLOCK = "montrg-demo-hq"

@@ -23,7 +23,7 @@ from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import alerts as alerts_table
 from flows.core.schema import etl_watermark, temperature, temperature_raw, thresholds
-from flows.core.settings import plant_tz
+from flows.core.settings import plant_now
 from flows.core.windows import Window
 
 TRANSIENT_ERRORS = (ConnectionError, OSError, asyncio.TimeoutError, OperationalError, InterfaceError)
@@ -68,10 +68,6 @@ class ChunkReport:
     seconds: float
     alerts_opened: int = 0
     alerts_resolved: int = 0
-
-
-def plant_now() -> datetime:
-    return datetime.now(plant_tz()).replace(tzinfo=None)
 
 
 @task(name="check-connections", **RETRYING)

@@ -13,8 +13,8 @@ from blocks import open_database
 from flows.core import master, validate
 from flows.core.io import sql
 from flows.core.io.sql import Database
-from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK
-from flows.hourly_tasks import RETRYING, MissingTableError, plant_now
+from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now
+from flows.hourly_tasks import RETRYING, MissingTableError
 
 MASTER_TABLES = [spec.table for spec in master.MASTER_TABLES]
 

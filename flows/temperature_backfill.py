@@ -10,9 +10,9 @@ from prefect.logging import get_run_logger
 
 from blocks import open_database
 from flows.core.io import sql
-from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_tz
+from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now, plant_tz
 from flows.core.windows import check_hours, chunks, parse_range
-from flows.hourly_tasks import RunReport, check_connections, plant_now, process_chunk
+from flows.hourly_tasks import RunReport, check_connections, process_chunk
 from flows.temperature_etl import JOB as ETL_JOB
 
 

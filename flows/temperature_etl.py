@@ -11,9 +11,9 @@ from prefect.runtime import flow_run
 
 from blocks import open_database
 from flows.core.io import sql
-from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_tz
+from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now, plant_tz
 from flows.core.windows import HOUR, Window, check_hours, chunks, etl_window
-from flows.hourly_tasks import RunReport, check_connections, plant_now, process_chunk
+from flows.hourly_tasks import RunReport, check_connections, process_chunk
 
 JOB = "temperature-etl"
 

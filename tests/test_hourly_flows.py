@@ -9,7 +9,7 @@ import pytest
 
 from flows import temperature_backfill, temperature_etl
 from flows.core.io import sql
-from flows.hourly_tasks import plant_now
+from flows.core.settings import plant_now
 from tests import scenario
 from tests.helpers import assert_matches_reference, make_db, query, reference, target_rows, unique
 

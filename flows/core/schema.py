@@ -66,6 +66,23 @@ temperature = Table(
     comment="hourly max/avg/min per location",
 )
 
+temperature_raw_reject = Table(
+    "temperature_raw_reject",
+    metadata,
+    Column("reject_id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(128), nullable=False, comment="device:<block>/<table> or modbus"),
+    Column("row_key", String(64), nullable=False, comment="hash of the source row's identity"),
+    Column("sensor_id", String(255)),
+    Column("loc_id", String(64)),
+    Column("capture_dt", Timestamp),
+    Column("raw_values", Text, comment="the original values, JSON"),
+    Column("reason", String(1000), nullable=False),
+    Column("rejected_dt", Timestamp, nullable=False),
+    UniqueConstraint("source", "row_key", name="uq_temperature_raw_reject_source_row"),
+    Index("ix_temperature_raw_reject_rejected_dt", "rejected_dt"),
+    comment="readings that were not loaded, with the reason; never silently dropped",
+)
+
 etl_watermark = Table(
     "etl_watermark",
     metadata,
@@ -210,3 +227,30 @@ def _add_column(conn: Connection, schema: str | None, table: Table, column: Colu
     if not column.nullable:
         ddl += " NOT NULL"
     conn.exec_driver_sql(ddl)
+
+
+def device_table(name: str, metadata_: MetaData | None = None) -> Table:
+    """The upstream device table that gateways write (originally montrg.dbo.temperature).
+
+    `name` is `table` or `schema.table`. Values t1..t6 are text, as the gateways send them.
+    Not created by `montrg db init`: it belongs to the gateways (tests create one like it).
+    """
+    from flows.core.settings import check_identifier
+
+    parts = name.split(".")
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(f"device_table={name!r} must be 'table' or 'schema.table'")
+    for part in parts:
+        check_identifier(part, "device_table")
+    schema, table = (None, parts[0]) if len(parts) == 1 else parts
+    return Table(
+        table,
+        metadata_ if metadata_ is not None else MetaData(),
+        Column("sensor_id", String(255)),
+        Column("device_id", String(255)),
+        Column("capture_dt", Timestamp),
+        *(Column(f"t{i}", String(64)) for i in range(1, 7)),
+        Column("upload_yn", String(1)),
+        Column("upload_dt", Timestamp),
+        schema=schema,
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_SOURCE_BLOCK = "pg-fdw-v1-iot"
@@ -28,6 +29,11 @@ def plant_tz() -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"MONTRG_PLANT_TZ={name!r} is not a known time zone") from exc
+
+
+def plant_now() -> datetime:
+    """The wall clock in plant local time, naive (the convention of every table)."""
+    return datetime.now(plant_tz()).replace(tzinfo=None)
 
 
 def schema_name() -> str:

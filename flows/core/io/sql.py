@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import polars as pl
-from sqlalchemy import Boolean, Column, DateTime, Double, Integer, MetaData, Table, and_, func, inspect, select, text, update
+from sqlalchemy import Boolean, Column, DateTime, Double, Integer, MetaData, Table, and_, func, inspect, or_, select, text, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -23,8 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from flows.core.aggregate import HOURLY_COLUMNS, KEYS, RAW_SCHEMA
 from flows.core.alerts import ALERT_KEYS
-from flows.core.schema import SCHEMA_TOKEN, MEASURES, alerts, etl_watermark, temperature, temperature_raw, thresholds
-from flows.core.settings import schema_name
+from flows.core.schema import (
+    MEASURES,
+    SCHEMA_TOKEN,
+    alerts,
+    etl_watermark,
+    sensors,
+    temperature,
+    temperature_raw,
+    temperature_raw_reject,
+    thresholds,
+)
+from flows.core.settings import plant_now, schema_name
 from flows.core.windows import HOUR, Window
 
 BATCH_ROWS = 5_000
@@ -178,30 +188,80 @@ async def insert_raw(db: Database, df: pl.DataFrame) -> int:
 
     One transaction: all rows land or none. Re-inserting the same readings changes nothing.
     """
-    df = df.select(RAW_SCHEMA.names()).cast(RAW_SCHEMA)  # type: ignore[arg-type]
+    result = await write_readings(db, df, replace=False)
+    return result.written
+
+
+@dataclass
+class WriteResult:
+    written: int  # raw rows inserted (or, with replace, inserted or updated)
+    rejected: int  # reject rows new to the reject table
+
+
+async def write_readings(
+    db: Database,
+    good: pl.DataFrame,
+    rejects: pl.DataFrame | None = None,
+    replace: bool = False,
+    watermark: tuple[str, datetime] | None = None,
+) -> WriteResult:
+    """In ONE transaction: readings into temperature_raw, rejects into temperature_raw_reject, and
+    (optionally) the job's watermark forward, so the watermark never passes an uncommitted load.
+
+    Existing (loc_id, capture_dt) are kept (`replace=False`, at-least-once collection) or
+    overwritten (`replace=True`, a later upload corrects a reading). A reject already recorded for
+    the same source row is not recorded twice.
+    """
+    good = good.select(RAW_SCHEMA.names()).cast(RAW_SCHEMA)  # type: ignore[arg-type]
     for m in MEASURES:  # NaN cannot be stored faithfully everywhere; refuse it by name
-        if df[m].is_nan().any():
+        if good[m].is_nan().any():
             raise SourceDataError(f"{db.describe()}: {m} holds NaN; store NULL for a missing reading")
+    async with db.engine.begin() as conn:
+        written = await _write_raw(conn, good, replace)
+        rejected = 0
+        if rejects is not None and rejects.height:
+            before = await _count(conn, temperature_raw_reject)
+            await _insert_ignoring(conn, temperature_raw_reject, ["source", "row_key"], rejects)
+            rejected = await _count(conn, temperature_raw_reject) - before
+        if watermark is not None:
+            await _extend_watermark(conn, watermark[0], datetime.min, watermark[1], plant_now(), create=True)
+    return WriteResult(written, rejected)
+
+
+async def _write_raw(conn: AsyncConnection, df: pl.DataFrame, replace: bool) -> int:
     if df.is_empty():
         return 0
-    async with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            stage = await _stage_copy(conn, "montrg_stage_raw", temperature_raw, df)
-            stmt = (
-                pg_insert(temperature_raw)
-                .from_select(df.columns, select(*stage.c))
-                .on_conflict_do_nothing(index_elements=["loc_id", "capture_dt"])
+    keys = ["loc_id", "capture_dt"]
+    if conn.dialect.name == "postgresql":
+        stage = await _stage_copy(conn, "montrg_stage_raw", temperature_raw, df)
+        stmt = pg_insert(temperature_raw).from_select(df.columns, select(*stage.c))
+        if replace:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=keys, set_={m: stmt.excluded[m] for m in MEASURES},
+                where=or_(*(temperature_raw.c[m].is_distinct_from(stmt.excluded[m]) for m in MEASURES)),
             )
-            return (await conn.execute(stmt)).rowcount
-        if db.dialect == "sqlite":
-            stmt = sqlite_insert(temperature_raw).on_conflict_do_nothing()
         else:
-            stmt = mysql_insert(temperature_raw)
-            stmt = stmt.on_duplicate_key_update(loc_id=stmt.inserted.loc_id)
-        count_before = await _count(conn, temperature_raw)
-        for batch in df.iter_slices(BATCH_ROWS):
-            await conn.execute(stmt, batch.to_dicts())
-        return await _count(conn, temperature_raw) - count_before
+            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+        return (await conn.execute(stmt)).rowcount
+    before = await _count(conn, temperature_raw)
+    if replace:
+        await upsert_rows(conn, temperature_raw, keys, df)
+    else:
+        await _insert_ignoring(conn, temperature_raw, keys, df)
+    return await _count(conn, temperature_raw) - before
+
+
+async def _insert_ignoring(conn: AsyncConnection, table: Table, keys: list[str], rows: pl.DataFrame) -> None:
+    """Insert `rows`, skipping those whose `keys` already exist."""
+    if conn.dialect.name == "postgresql":
+        stmt = pg_insert(table).on_conflict_do_nothing(index_elements=keys)
+    elif conn.dialect.name == "sqlite":
+        stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+    else:
+        stmt = mysql_insert(table)
+        stmt = stmt.on_duplicate_key_update({keys[0]: stmt.inserted[keys[0]]})
+    for batch in rows.iter_slices(BATCH_ROWS):
+        await conn.execute(stmt, batch.to_dicts())
 
 
 async def _count(conn: AsyncConnection, table: Table) -> int:
@@ -332,60 +392,62 @@ async def extend_watermark(
     window touches it (start <= watermark), never backward, and never across a gap. With
     `create`, a job without a watermark gets `end`.
     """
+    async with db.engine.begin() as conn:
+        return await _extend_watermark(conn, job, start, end, now, create)
+
+
+async def _extend_watermark(
+    conn: AsyncConnection, job: str, start: datetime, end: datetime, now: datetime, create: bool
+) -> datetime | None:
     t = etl_watermark
-    async with db.engine.begin() as conn:
-        query = select(t.c.watermark).where(t.c.job_name == job).with_for_update()
-        current = (await conn.execute(query)).scalar()
-        if current is None:
-            if create:
-                await conn.execute(t.insert().values(job_name=job, watermark=end, updated_dt=now))
-                return end
-            return None
-        if start <= current < end:
-            await conn.execute(t.update().where(t.c.job_name == job).values(watermark=end, updated_dt=now))
+    query = select(t.c.watermark).where(t.c.job_name == job).with_for_update()
+    current = (await conn.execute(query)).scalar()
+    if current is None:
+        if create:
+            await conn.execute(t.insert().values(job_name=job, watermark=end, updated_dt=now))
             return end
-        return current
+        return None
+    if start <= current < end:
+        await conn.execute(t.update().where(t.c.job_name == job).values(watermark=end, updated_dt=now))
+        return end
+    return current
 
 
-# ---------------------------------------------------------------- master data
+# ---------------------------------------------------------------- upstream device table and sensors
 
 
-def polars_schema(table: Table, columns: Sequence[str]) -> pl.Schema:
-    """The Polars types of `columns` of `table`."""
-
-    def dtype(column: Column) -> pl.DataType:
-        if isinstance(column.type, Boolean):
-            return pl.Boolean()
-        if isinstance(column.type, Integer):
-            return pl.Int64()
-        if isinstance(column.type, Double):
-            return pl.Float64()
-        if isinstance(column.type, DateTime):
-            return pl.Datetime("us")
-        return pl.String()
-
-    return pl.Schema({c: dtype(table.c[c]) for c in columns})
-
-
-async def read_rows(db: Database, table: Table, columns: Sequence[str]) -> pl.DataFrame:
-    """All rows of `table` (`columns` only), typed by the table's definition."""
+async def read_device_rows(
+    db: Database, table: Table, column: str, after: datetime | None, until: datetime | None
+) -> pl.DataFrame:
+    """Device rows with after < `column` <= until (either bound may be None), oldest first."""
+    col = table.c[column]
+    query = select(*table.c).order_by(col)
+    if after is not None:
+        query = query.where(col > after)
+    if until is not None:
+        query = query.where(col <= until)
     async with db.engine.connect() as conn:
-        rows = (await conn.execute(select(*(table.c[c] for c in columns)))).all()
-    return pl.DataFrame(rows, schema=polars_schema(table, columns), orient="row")
+        return _device_frame(table, (await conn.execute(query)).all())
 
 
-async def apply_master_changes(db: Database, changes: Sequence, now: datetime) -> None:
-    """Apply master-data `changes` (flows.core.master.Changes) in one transaction, in order."""
-    async with db.engine.begin() as conn:
-        for change in changes:
-            table, key = change.table.table, change.table.key
-            rows = pl.concat([change.inserts, change.updates])
-            await upsert_rows(conn, table, [key], rows.with_columns(upd_dt=pl.lit(now, dtype=pl.Datetime("us"))))
-            for start in range(0, len(change.deactivate), BATCH_ROWS):
-                keys = change.deactivate[start : start + BATCH_ROWS]
-                await conn.execute(
-                    update(table).where(table.c[key].in_(keys)).values(is_active=False, upd_dt=now)
-                )
+async def read_device_range(db: Database, table: Table, start: datetime, end: datetime) -> pl.DataFrame:
+    """Device rows with capture_dt in [start, end)."""
+    col = table.c.capture_dt
+    async with db.engine.connect() as conn:
+        return _device_frame(table, (await conn.execute(select(*table.c).where(col >= start, col < end))).all())
+
+
+def _device_frame(table: Table, rows: Sequence[Sequence[object]]) -> pl.DataFrame:
+    """Device rows as text, timestamps kept: values are parsed and validated later, by name."""
+    schema = {c.name: (pl.Datetime("us") if isinstance(c.type, DateTime) else pl.String) for c in table.c}
+    data = [[None if v is None else (v if isinstance(v, datetime) else str(v)) for v in row] for row in rows]
+    return pl.DataFrame(data, schema=schema, orient="row")
+
+
+async def read_sensors(db: Database) -> pl.DataFrame:
+    """The IoT database's sensors: id, location, Modbus endpoint, register map, active flag."""
+    cols = ["sensor_id", "loc_id", "host", "port", "device_id", "registers", "is_active"]
+    return await read_rows(db, sensors, cols)
 
 
 # ---------------------------------------------------------------- alerts

@@ -1,0 +1,182 @@
+"""Raw readings: parse and validate text values, flag outliers, describe rejects. Pure Polars.
+
+Every row ends up either in `good` (typed, ready for temperature_raw) or in `rejects` (the
+original values as JSON, with every reason it failed): nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from flows.core.aggregate import RAW_SCHEMA
+from flows.core.schema import MEASURES
+
+DEFAULT_VALUE_COLUMNS: dict[str, str] = {"temperature": "t1", "humidity": "t2", "pcv_temperature": "t3"}
+DEFAULT_LIMITS: dict[str, tuple[float, float]] = {
+    "temperature": (-40.0, 125.0),
+    "humidity": (0.0, 100.0),
+    "pcv_temperature": (-40.0, 200.0),
+}
+REJECT_COLUMNS = ("source", "row_key", "sensor_id", "loc_id", "capture_dt", "raw_values", "reason", "rejected_dt")
+
+
+@dataclass
+class Parsed:
+    good: pl.DataFrame  # RAW_SCHEMA columns
+    rejects: pl.DataFrame  # REJECT_COLUMNS
+
+
+def check_value_columns(value_columns: Mapping[str, str]) -> dict[str, str]:
+    """`value_columns` if it maps known measures to t1..t6, else a ValueError naming the entry."""
+    allowed = {f"t{i}" for i in range(1, 7)}
+    for measure, column in value_columns.items():
+        if measure not in MEASURES:
+            raise ValueError(f"value_columns: {measure!r} is not a measure (expected {', '.join(MEASURES)})")
+        if column not in allowed:
+            raise ValueError(f"value_columns: {measure} -> {column!r} is not one of t1..t6")
+    return dict(value_columns)
+
+
+def check_limits(limits: Mapping[str, object]) -> dict[str, tuple[float, float]]:
+    """Physical limits per measure as (low, high), else a ValueError naming the entry."""
+    out = dict(DEFAULT_LIMITS)
+    for measure, pair in limits.items():
+        if measure not in MEASURES:
+            raise ValueError(f"limits: {measure!r} is not a measure (expected {', '.join(MEASURES)})")
+        try:
+            low, high = (float(v) for v in pair)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            raise ValueError(f"limits: {measure}={pair!r} must be [low, high]") from None
+        if not low <= high:
+            raise ValueError(f"limits: {measure}=[{low}, {high}] has low > high")
+        out[measure] = (low, high)
+    return out
+
+
+def _problems_of_value(measure: str, column: str, low: float, high: float) -> tuple[pl.Expr, pl.Expr]:
+    """(parsed value, problem or null) of one text column."""
+    text = pl.col(column).cast(pl.String).str.strip_chars()
+    value = text.cast(pl.Float64, strict=False)
+    problem = (
+        pl.when(text.is_null())
+        .then(None)
+        .when(text == "")
+        .then(pl.lit(f"{column} ({measure}) is empty"))
+        .when(value.is_null())
+        .then(pl.format(f"{column} ({measure})=" + "'{}' is not a number", text))
+        .when(value.is_nan())
+        .then(pl.lit(f"{column} ({measure}) is NaN"))
+        .when(value.is_infinite())
+        .then(pl.lit(f"{column} ({measure}) is infinite"))
+        .when((value < low) | (value > high))
+        .then(pl.format(f"{measure}=" + "{}" + f" outside the physical limits [{low:g}, {high:g}]", value))
+    )
+    return value.alias(measure), problem
+
+
+def parse_device_rows(
+    rows: pl.DataFrame,
+    sensors: pl.DataFrame,
+    value_columns: Mapping[str, str],
+    limits: Mapping[str, tuple[float, float]],
+    source: str,
+    now: datetime,
+) -> Parsed:
+    """Validate device-table rows (sensor_id, device_id, capture_dt, t1..t6, upload_dt).
+
+    sensor_id maps to loc_id through `sensors` (sensor_id, loc_id). Of several uploads of one
+    (loc_id, capture_dt), the latest upload wins.
+    """
+    values, problems = [], []
+    for measure in MEASURES:
+        column = value_columns.get(measure)
+        if column is None:
+            values.append(pl.lit(None, pl.Float64).alias(measure))
+            continue
+        value, problem = _problems_of_value(measure, column, *limits[measure])
+        values.append(value)
+        problems.append(problem)
+    problems += [
+        pl.when(pl.col("capture_dt").is_null()).then(pl.lit("capture_dt is missing")),
+        pl.when(pl.col("sensor_id").is_null()).then(pl.lit("sensor_id is missing")),
+        pl.when(pl.col("sensor_id").is_not_null() & pl.col("loc_id").is_null()).then(
+            pl.format("unknown sensor '{}'", "sensor_id")
+        ),
+    ]
+    mapped = rows.join(sensors.select("sensor_id", "loc_id"), on="sensor_id", how="left")
+    checked = mapped.with_columns(
+        *values, pl.concat_str(problems, separator="; ", ignore_nulls=True).alias("reason")
+    )
+    bad = checked.filter(pl.col("reason").is_not_null() & (pl.col("reason") != ""))
+    good = (
+        checked.filter(pl.col("reason").is_null() | (pl.col("reason") == ""))
+        .sort("upload_dt", nulls_last=False)
+        .unique(["loc_id", "capture_dt"], keep="last", maintain_order=True)
+        .select(RAW_SCHEMA.names())
+        .cast(RAW_SCHEMA)  # type: ignore[arg-type]
+    )
+    original = [c for c in rows.columns]
+    return Parsed(good, rejects(bad, original, source, now, identity=["sensor_id", "device_id", "capture_dt", "upload_dt"]))
+
+
+def rejects(
+    bad: pl.DataFrame, original: list[str], source: str, now: datetime, identity: list[str]
+) -> pl.DataFrame:
+    """Reject rows for `bad` (which has a `reason`): original values as JSON, a stable row key."""
+    records = []
+    for row in bad.iter_rows(named=True):
+        raw = {c: (row[c].isoformat(sep=" ") if isinstance(row[c], datetime) else row[c]) for c in original}
+        key = json.dumps([raw.get(c) for c in identity], default=str, ensure_ascii=False)
+        sensor = row.get("sensor_id")
+        records.append(
+            {
+                "source": source[:128],
+                "row_key": hashlib.sha256(key.encode()).hexdigest(),
+                "sensor_id": None if sensor is None else str(sensor)[:255],
+                "loc_id": row.get("loc_id"),
+                "capture_dt": row.get("capture_dt") if isinstance(row.get("capture_dt"), datetime) else None,
+                "raw_values": json.dumps(raw, default=str, ensure_ascii=False),
+                "reason": str(row["reason"])[:1000],
+                "rejected_dt": now,
+            }
+        )
+    schema = {"source": pl.String, "row_key": pl.String, "sensor_id": pl.String, "loc_id": pl.String,
+              "capture_dt": pl.Datetime("us"), "raw_values": pl.String, "reason": pl.String,
+              "rejected_dt": pl.Datetime("us")}
+    return pl.DataFrame(records, schema=schema)
+
+
+def split_outliers(good: pl.DataFrame, mads: float, window: int = 30) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(kept, outliers): readings more than `mads` scaled median absolute deviations away from the
+    rolling median of their location's last `window` readings, for any measure.
+
+    The deviation scale has a floor of 0.1 so a sensor that reported a flat line is not flagged
+    for every small step.
+    """
+    ordered = good.sort("loc_id", "capture_dt")
+    roll = dict(window_size=window, min_samples=5, center=True)
+    ordered = ordered.with_columns(
+        pl.col(m).rolling_median(**roll).over("loc_id").alias(f"_{m}_median") for m in MEASURES
+    ).with_columns((pl.col(m) - pl.col(f"_{m}_median")).abs().alias(f"_{m}_dev") for m in MEASURES)
+    ordered = ordered.with_columns(
+        pl.col(f"_{m}_dev").rolling_median(**roll).over("loc_id").alias(f"_{m}_mad") for m in MEASURES
+    )
+    flags = [
+        pl.when(pl.col(f"_{m}_dev") > mads * pl.max_horizontal(pl.col(f"_{m}_mad") * 1.4826, pl.lit(0.1))).then(
+            pl.format(
+                f"outlier: {m}=" + "{}" + f" is more than {mads:g} MADs from its rolling median " + "{}",
+                m, pl.col(f"_{m}_median").round(2),
+            )
+        )
+        for m in MEASURES
+    ]
+    helpers = [f"_{m}_{k}" for m in MEASURES for k in ("median", "dev", "mad")]
+    marked = ordered.with_columns(pl.concat_str(flags, separator="; ", ignore_nulls=True).alias("reason")).drop(helpers)
+    is_out = pl.col("reason").is_not_null() & (pl.col("reason") != "")
+    return marked.filter(~is_out).drop("reason"), marked.filter(is_out)

@@ -1,0 +1,164 @@
+"""sensor_collect: poll the plant's Modbus TCP sensors into temperature_raw (new; the seed only
+installed pymodbus). One run covers a window; scheduled runs tile (a 10-minute run every 10 minutes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+from prefect import flow, task
+from prefect.artifacts import acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from blocks import open_database
+from flows.core import readings
+from flows.core.io import sql
+from flows.core.io.modbus import ModbusPoller, Sensor, parse_registers
+from flows.core.io.sql import Database
+from flows.core.settings import DEFAULT_SOURCE_BLOCK, plant_tz
+from flows.raw_tasks import check_raw_tables
+
+SOURCE = "modbus"
+
+
+@dataclass
+class CollectReport:
+    cycles: int = 0
+    sensors: int = 0
+    readings: int = 0
+    written: int = 0
+    rejected: int = 0
+    failures: Counter = field(default_factory=Counter)  # sensor_id -> failed cycles
+    seconds_per_cycle: list[float] = field(default_factory=list)
+
+
+@task(name="load-sensors", cache_policy=NO_CACHE)
+async def load_sensors(iot: Database) -> list[Sensor]:
+    """Active sensors with a Modbus endpoint; a sensor with a bad register map is named and skipped."""
+    logger = get_run_logger()
+    table = await sql.read_sensors(iot)
+    out = []
+    for row in table.filter(pl.col("is_active") & pl.col("host").is_not_null()).iter_rows(named=True):
+        try:
+            registers = parse_registers(row["registers"], row["sensor_id"])
+        except ValueError as exc:
+            logger.error("skipping %s", exc)
+            continue
+        out.append(Sensor(row["sensor_id"], row["loc_id"], row["host"], int(row["port"] or 502), int(row["device_id"] or 1), registers))
+    logger.info("%d active Modbus sensors on %d endpoints", len(out), len({(s.host, s.port) for s in out}))
+    return out
+
+
+@task(name="flush-readings", task_run_name="flush-readings {cycles} cycles", cache_policy=NO_CACHE)
+async def flush(iot: Database, buffer: list[dict[str, object]], sensors: pl.DataFrame, cycles: int) -> sql.WriteResult:
+    """Validate buffered readings (NaN, physical limits) and write them and their rejects at once."""
+    rows = pl.DataFrame(buffer, schema={"sensor_id": pl.String, "device_id": pl.String, "capture_dt": pl.Datetime("us"),
+                                        **{f"t{i}": pl.String for i in range(1, 7)}, "upload_dt": pl.Datetime("us")})
+    now = rows["capture_dt"].max()
+    parsed = readings.parse_device_rows(rows, sensors, readings.DEFAULT_VALUE_COLUMNS, readings.DEFAULT_LIMITS, SOURCE, now)
+    # at-least-once collection: a reading already stored (overlapping or repeated run) is kept once
+    return await sql.write_readings(iot, parsed.good, parsed.rejects, replace=False)
+
+
+def _row(sensor: Sensor, capture_dt: datetime, values: dict[str, object]) -> dict[str, object]:
+    text = {m: None if values.get(m) is None else repr(float(values[m])) for m in readings.DEFAULT_VALUE_COLUMNS}
+    return {
+        "sensor_id": sensor.sensor_id, "device_id": str(sensor.device_id), "capture_dt": capture_dt,
+        **{readings.DEFAULT_VALUE_COLUMNS[m]: text[m] for m in text}, "t4": None, "t5": None, "t6": None,
+        "upload_dt": capture_dt,
+    }
+
+
+@flow(name="sensor-collect", flow_run_name="sensor-collect", timeout_seconds=2 * 60 * 60)
+async def sensor_collect(
+    interval_seconds: float = 10.0,
+    duration_seconds: float = 600.0,
+    timeout_seconds: float = 2.0,
+    flush_every_cycles: int = 6,
+    source_block: str = DEFAULT_SOURCE_BLOCK,
+) -> CollectReport:
+    """Poll every active Modbus TCP sensor every `interval_seconds` for `duration_seconds`.
+
+    The sensors (host, port, device id, register map) come from the sensors table of the IoT
+    database. All sensors are polled concurrently each cycle, each request bounded by
+    `timeout_seconds`. Cycle times sit on a grid of the interval (e.g. :00, :10, :20 s), and one
+    cycle's readings share that capture_dt (plant local time), so overlapping or repeated runs
+    store each reading once. Readings are buffered and written in batches (COPY on PostgreSQL).
+    A sensor that times out, refuses or answers with a Modbus error is logged, counted and polled
+    again next cycle; the run fails only if no sensor answered at all.
+
+    Args:
+        interval_seconds: Seconds between polls.
+        duration_seconds: How long this run collects; schedule runs this often to tile time.
+        timeout_seconds: Longest wait for one sensor's answer.
+        flush_every_cycles: Cycles buffered per database write.
+        source_block: Database block of the IoT database.
+    """
+    if not 0.1 <= interval_seconds <= 3600:
+        raise ValueError(f"interval_seconds={interval_seconds!r} must be 0.1..3600")
+    if not 0 < duration_seconds <= 24 * 3600:
+        raise ValueError(f"duration_seconds={duration_seconds!r} must be more than 0 and at most 86400")
+    if not 0 < timeout_seconds < interval_seconds:
+        raise ValueError(f"timeout_seconds={timeout_seconds!r} must be positive and below interval_seconds={interval_seconds}")
+    if not 1 <= flush_every_cycles <= 10_000:
+        raise ValueError(f"flush_every_cycles={flush_every_cycles!r} must be 1..10000")
+    logger = get_run_logger()
+    tz = plant_tz()
+    report = CollectReport()
+    async with open_database(source_block) as iot:
+        await check_raw_tables(iot)
+        sensors = await load_sensors(iot)
+        if not sensors:
+            raise RuntimeError(f"{iot.describe()}: no active sensor with a Modbus endpoint and a valid register map")
+        report.sensors = len(sensors)
+        sensor_map = pl.DataFrame({"sensor_id": [s.sensor_id for s in sensors], "loc_id": [s.loc_id for s in sensors]})
+        by_id = {s.sensor_id: s for s in sensors}
+        poller = ModbusPoller(sensors, timeout_seconds)
+        buffer: list[dict[str, object]] = []
+        answered: set[str] = set()
+        # the grid: the first tick at or after now; the run covers [first tick, first tick + duration)
+        first = -(-time.time() // interval_seconds) * interval_seconds
+        ticks = int(-(-duration_seconds // interval_seconds))
+        try:
+            for n in range(ticks):
+                tick = first + n * interval_seconds
+                await asyncio.sleep(max(0.0, tick - time.time()))
+                capture_dt = datetime.fromtimestamp(tick, tz).replace(tzinfo=None)
+                started = time.perf_counter()
+                result = await poller.poll()
+                report.seconds_per_cycle.append(time.perf_counter() - started)
+                report.cycles += 1
+                report.readings += len(result.readings)
+                answered.update(r["sensor_id"] for r in result.readings)  # type: ignore[misc]
+                buffer.extend(_row(by_id[r["sensor_id"]], capture_dt, r) for r in result.readings)  # type: ignore[index]
+                report.failures.update(result.failures.keys())
+                if result.failures:
+                    logger.warning(
+                        "cycle %s: %d of %d sensors answered; failed: %s",
+                        capture_dt.time(), len(result.readings), len(sensors),
+                        "; ".join(f"{k}: {v}" for k, v in sorted(result.failures.items())[:10]),
+                    )
+                if buffer and (report.cycles % flush_every_cycles == 0 or n == ticks - 1):
+                    written = await flush(iot, buffer, sensor_map, report.cycles)
+                    report.written += written.written
+                    report.rejected += written.rejected
+                    buffer = []
+        finally:
+            await poller.close()
+    logger.info(
+        "%d cycles, %d sensors: %d readings, %d new rows, %d rejected; slowest cycle %.3f s",
+        report.cycles, report.sensors, report.readings, report.written, report.rejected, max(report.seconds_per_cycle, default=0),
+    )
+    await acreate_table_artifact(
+        key="sensor-collect",
+        table=[{"sensor_id": k, "failed_cycles": v} for k, v in sorted(report.failures.items())] or [{"sensor_id": "-", "failed_cycles": 0}],
+        description=f"{report.cycles} cycles, {report.readings} readings, {report.written} new rows",
+    )
+    if not answered:
+        raise RuntimeError(f"no sensor answered in {report.cycles} cycles ({report.sensors} sensors polled)")
+    return report

@@ -1,0 +1,74 @@
+"""temperature_raw_backfill: reload raw readings for a capture_dt range
+(replaces Airflow's flet_montrg_temperature_raw_backfill)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from prefect import flow
+from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
+from prefect.logging import get_run_logger
+
+from blocks import open_database
+from flows.core import readings
+from flows.core.io import sql
+from flows.core.schema import device_table as device_table_def
+from flows.core.settings import DEFAULT_SOURCE_BLOCK, plant_now, plant_tz
+from flows.core.windows import check_hours, chunks, parse_range
+from flows.raw_tasks import LoadReport, check_raw_tables, load_readings
+from flows.temperature_raw_etl import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE
+
+
+@flow(name="temperature-raw-backfill", flow_run_name="temperature-raw-backfill")
+async def temperature_raw_backfill(
+    start: date | datetime | str,
+    end: date | datetime | str,
+    chunk_hours: int = 24,
+    device_block: str = DEFAULT_DEVICE_BLOCK,
+    device_table: str = DEFAULT_DEVICE_TABLE,
+    source_block: str = DEFAULT_SOURCE_BLOCK,
+    value_columns: dict[str, str] = readings.DEFAULT_VALUE_COLUMNS,
+    limits: dict[str, list[float]] | None = None,
+    outlier_mads: float | None = None,
+) -> list[LoadReport]:
+    """Reload the device table's readings whose capture_dt lies in a range, chunk by chunk.
+
+    Range rules as temperature_backfill: dates are whole days with `end` inclusive, datetimes
+    half-open. Validation and rejects as temperature_raw_etl. Each chunk is one transaction;
+    nothing is deleted, inside the range or outside it, and the incremental watermark is left
+    alone. Running it twice gives the same tables.
+
+    Args:
+        start: First day (YYYY-MM-DD) or hour (YYYY-MM-DDTHH:MM) of capture_dt.
+        end: Last day, inclusive, or the end hour, exclusive.
+        chunk_hours: Hours of capture_dt per chunk.
+        device_block: Database block of the device table's database.
+        device_table: The device table, 'table' or 'schema.table'.
+        source_block: Database block of the IoT database.
+        value_columns: Which text column holds each measure.
+        limits: Physical limits per measure as [low, high].
+        outlier_mads: Off when empty; else the outlier filter's width in MADs.
+    """
+    window = parse_range(start, end, plant_now(), plant_tz())
+    check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
+    columns = readings.check_value_columns(value_columns)
+    bounds = readings.check_limits(limits or {})
+    table = device_table_def(device_table)
+    source = f"device:{device_block}/{device_table}"
+    logger = get_run_logger()
+    pieces = chunks(window, chunk_hours)
+    reports: list[LoadReport] = []
+    async with open_database(source_block) as iot, open_database(device_block) as device:
+        await check_raw_tables(iot, device, table)
+        progress = await acreate_progress_artifact(progress=0.0, key="temperature-raw-backfill", description=str(window))
+        for number, piece in enumerate(pieces, start=1):
+            rows = await sql.read_device_range(device, table, piece.start, piece.end)
+            reports.append(await load_readings(iot, rows, source, columns, bounds, outlier_mads))
+            await aupdate_progress_artifact(progress, 100.0 * number / len(pieces))
+            logger.info("chunk %d of %d (%s): %d rows", number, len(pieces), piece, rows.height)
+    await acreate_table_artifact(
+        key="temperature-raw-backfill-summary",
+        table=[{"chunk": str(p), **vars(r)} for p, r in zip(pieces, reports)],
+        description=f"{source} {window} -> temperature_raw",
+    )
+    return reports

@@ -1,0 +1,90 @@
+"""temperature_raw_etl: new rows of the gateways' device table into temperature_raw
+(replaces Airflow's flet_montrg_temperature_raw_etl, which ran every 10 minutes)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import flow
+from prefect.artifacts import acreate_table_artifact
+from prefect.logging import get_run_logger
+
+from blocks import open_database
+from flows.core import readings
+from flows.core.io import sql
+from flows.core.schema import device_table as device_table_def
+from flows.core.settings import DEFAULT_SOURCE_BLOCK, check_identifier
+from flows.raw_tasks import LoadReport, check_raw_tables, load_readings
+
+DEFAULT_DEVICE_BLOCK = "montrg-device"
+DEFAULT_DEVICE_TABLE = "dbo.temperature"
+
+
+@flow(name="temperature-raw-etl", flow_run_name="temperature-raw-etl", timeout_seconds=30 * 60)
+async def temperature_raw_etl(
+    device_block: str = DEFAULT_DEVICE_BLOCK,
+    device_table: str = DEFAULT_DEVICE_TABLE,
+    source_block: str = DEFAULT_SOURCE_BLOCK,
+    watermark_column: str = "upload_dt",
+    overlap_minutes: int = 30,
+    batch_rows: int = 200_000,
+    value_columns: dict[str, str] = readings.DEFAULT_VALUE_COLUMNS,
+    limits: dict[str, list[float]] | None = None,
+    outlier_mads: float | None = None,
+) -> list[LoadReport]:
+    """Copy new readings from the gateways' device table into temperature_raw (IoT database).
+
+    Reads the rows whose upload time is after this table's watermark (minus `overlap_minutes`, so
+    rows uploaded late or committed out of order are not missed), maps sensor_id to loc_id through
+    the sensors table and t1/t2/t3 to temperature/humidity/pcv_temperature, and validates every
+    value. Empty, non-numeric, NaN or out-of-limit values and unknown sensors go to
+    temperature_raw_reject with the original values and the reason. Readings, rejects and the
+    watermark are written in one transaction per batch: a failed load leaves the watermark where
+    it was, and loading the same rows again changes nothing (a later upload of the same reading
+    replaces it).
+
+    Args:
+        device_block: Database block of the device table's database.
+        device_table: The device table, 'table' or 'schema.table'.
+        source_block: Database block of the IoT database (temperature_raw, sensors).
+        watermark_column: The device table's upload time (or capture_dt where it has none).
+        overlap_minutes: How far before the watermark each run reads again.
+        batch_rows: Rows per transaction.
+        value_columns: Which text column holds each measure.
+        limits: Physical limits per measure as [low, high]; defaults: temperature -40..125,
+            humidity 0..100, pcv_temperature -40..200.
+        outlier_mads: Off when empty; else readings further than this many median absolute
+            deviations from their location's rolling median are rejected as outliers.
+    """
+    columns = readings.check_value_columns(value_columns)
+    bounds = readings.check_limits(limits or {})
+    check_identifier(watermark_column, "watermark_column")
+    if watermark_column not in ("upload_dt", "capture_dt"):
+        raise ValueError(f"watermark_column={watermark_column!r} must be 'upload_dt' or 'capture_dt'")
+    if not 0 <= overlap_minutes <= 7 * 24 * 60:
+        raise ValueError(f"overlap_minutes={overlap_minutes!r} must be 0..10080")
+    if not 1 <= batch_rows <= 5_000_000:
+        raise ValueError(f"batch_rows={batch_rows!r} must be 1..5000000")
+    if outlier_mads is not None and not outlier_mads > 0:
+        raise ValueError(f"outlier_mads={outlier_mads!r} must be positive (or empty for off)")
+    table = device_table_def(device_table)
+    job = f"temperature-raw-etl:{device_block}:{device_table}"
+    source = f"device:{device_block}/{device_table}"
+    logger = get_run_logger()
+    reports: list[LoadReport] = []
+    async with open_database(source_block) as iot, open_database(device_block) as device:
+        await check_raw_tables(iot, device, table)
+        watermark = await sql.get_watermark(iot, job)
+        after = None if watermark is None else watermark - timedelta(minutes=overlap_minutes)
+        rows = await sql.read_device_rows(device, table, watermark_column, after, None)
+        logger.info("%d rows of %s with %s after %s", rows.height, source, watermark_column, after or "the beginning")
+        for batch in rows.iter_slices(batch_rows):
+            latest = batch[watermark_column].max()
+            mark = (job, latest) if latest is not None else None
+            reports.append(await load_readings(iot, batch, source, columns, bounds, outlier_mads, watermark=mark))
+    await acreate_table_artifact(
+        key="temperature-raw-etl",
+        table=[{"batch": i + 1, **vars(r)} for i, r in enumerate(reports)] or [{"batch": 0, "rows_read": 0}],
+        description=f"{source} -> temperature_raw",
+    )
+    return reports
