@@ -86,7 +86,7 @@ temperature_raw_reject = Table(
 etl_watermark = Table(
     "etl_watermark",
     metadata,
-    Column("job_name", String(64), primary_key=True),
+    Column("job_name", String(255), primary_key=True, comment="job, and for raw loads its source"),
     Column("watermark", Timestamp, nullable=False, comment="hours before this are aggregated"),
     Column("updated_dt", Timestamp, nullable=False),
     comment="per job: the end of the last contiguous processed window",
@@ -238,10 +238,16 @@ def device_table(name: str, metadata_: MetaData | None = None) -> Table:
     from flows.core.settings import check_identifier
 
     parts = name.split(".")
-    if not 1 <= len(parts) <= 2:
-        raise ValueError(f"device_table={name!r} must be 'table' or 'schema.table'")
-    for part in parts:
-        check_identifier(part, "device_table")
+    try:
+        if not 1 <= len(parts) <= 2:
+            raise ValueError
+        for part in parts:
+            check_identifier(part, "device_table")
+    except ValueError:
+        raise ValueError(
+            f"device_table={name!r} is not a valid identifier: expected 'table' or 'schema.table' "
+            "of letters, digits and underscores"
+        ) from None
     schema, table = (None, parts[0]) if len(parts) == 1 else parts
     return Table(
         table,

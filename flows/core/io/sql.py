@@ -450,6 +450,47 @@ async def read_sensors(db: Database) -> pl.DataFrame:
     return await read_rows(db, sensors, cols)
 
 
+# ---------------------------------------------------------------- master data
+
+
+def polars_schema(table: Table, columns: Sequence[str]) -> pl.Schema:
+    """The Polars types of `columns` of `table`."""
+
+    def dtype(column: Column) -> pl.DataType:
+        if isinstance(column.type, Boolean):
+            return pl.Boolean()
+        if isinstance(column.type, Integer):
+            return pl.Int64()
+        if isinstance(column.type, Double):
+            return pl.Float64()
+        if isinstance(column.type, DateTime):
+            return pl.Datetime("us")
+        return pl.String()
+
+    return pl.Schema({c: dtype(table.c[c]) for c in columns})
+
+
+async def read_rows(db: Database, table: Table, columns: Sequence[str]) -> pl.DataFrame:
+    """All rows of `table` (`columns` only), typed by the table's definition."""
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(select(*(table.c[c] for c in columns)))).all()
+    return pl.DataFrame(rows, schema=polars_schema(table, columns), orient="row")
+
+
+async def apply_master_changes(db: Database, changes: Sequence, now: datetime) -> None:
+    """Apply master-data `changes` (flows.core.master.Changes) in one transaction, in order."""
+    async with db.engine.begin() as conn:
+        for change in changes:
+            table, key = change.table.table, change.table.key
+            rows = pl.concat([change.inserts, change.updates])
+            await upsert_rows(conn, table, [key], rows.with_columns(upd_dt=pl.lit(now, dtype=pl.Datetime("us"))))
+            for start in range(0, len(change.deactivate), BATCH_ROWS):
+                keys = change.deactivate[start : start + BATCH_ROWS]
+                await conn.execute(
+                    update(table).where(table.c[key].in_(keys)).values(is_active=False, upd_dt=now)
+                )
+
+
 # ---------------------------------------------------------------- alerts
 
 

@@ -1,0 +1,186 @@
+"""temperature_raw_etl and temperature_raw_backfill: device table (PostgreSQL, MariaDB) -> IoT database."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import MetaData, insert, text, update
+
+from flows import temperature_raw_backfill, temperature_raw_etl
+from flows.core.io import sql
+from flows.core.schema import device_table, sensors
+from tests.helpers import make_db, query, unique
+
+T0 = datetime(2024, 1, 10, 8, 0)
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+async def raw_setup(request, pg_url, mariadb_url):
+    """(device db, device table name, IoT db): a gateway table shaped like montrg.dbo.temperature."""
+    made = []
+    try:
+        if request.param == "mariadb":
+            mariadb_url()
+        iot = await make_db(await pg_url(), unique("t-iot-"))
+        made.append(iot)
+        if request.param == "postgresql":
+            device = await make_db(await pg_url(), unique("t-dev-"), init=False)
+            name = "dbo.temperature"
+            async with device.db.engine.begin() as conn:
+                await conn.execute(text("CREATE SCHEMA dbo"))
+        else:
+            device = await make_db(mariadb_url(), unique("t-dev-"))  # creates the test's schema
+            name = f"{device.db.schema}.device_temperature"
+        made.append(device)
+        table = device_table(name, MetaData())
+        async with device.db.engine.begin() as conn:
+            await conn.run_sync(table.metadata.create_all)
+        async with iot.db.engine.begin() as conn:
+            await conn.execute(insert(sensors), [{"sensor_id": f"S{i}", "loc_id": f"L{i}", "is_active": True} for i in (1, 2, 3)])
+        yield device, table, iot
+    finally:
+        for d in made:
+            await d.db.dispose()
+
+
+def row(sensor, minute, t1, t2="50", t3="25", uploaded=None):
+    capture = T0 + timedelta(minutes=minute)
+    return {"sensor_id": sensor, "device_id": "GW1", "capture_dt": capture, "t1": t1, "t2": t2, "t3": t3,
+            "t4": None, "t5": None, "t6": None, "upload_yn": "Y", "upload_dt": uploaded or capture + timedelta(seconds=30)}
+
+
+GOOD = [row("S1", 0, "23.5"), row("S2", 0, " 24.25 ", "61.5", "26"), row("S3", 1, "19", None, "22.5")]
+BAD = [
+    (row("S1", 1, ""), "t1 (temperature) is empty"),
+    (row("S1", 2, "abc"), "t1 (temperature)='abc' is not a number"),
+    (row("S2", 1, "NaN"), "t1 (temperature) is NaN"),
+    (row("S2", 2, "22", "150"), "humidity=150.0 outside the physical limits [0, 100]"),
+    (row("S9", 0, "22"), "unknown sensor 'S9'"),
+]
+
+
+async def seed(device, table, rows):
+    async with device.db.engine.begin() as conn:
+        await conn.execute(insert(table), rows)
+
+
+async def run(device, table, iot, **kw):
+    return await temperature_raw_etl(device_block=device.block, device_table=table.fullname, source_block=iot.block, **kw)
+
+
+async def raw_rows(iot):
+    return await query(iot, f"SELECT loc_id, capture_dt, temperature, humidity, pcv_temperature FROM {iot.table('temperature_raw')} ORDER BY loc_id, capture_dt")
+
+
+async def reject_rows(iot):
+    return await query(iot, f"SELECT sensor_id, capture_dt, reason, raw_values FROM {iot.table('temperature_raw_reject')} ORDER BY sensor_id, capture_dt")
+
+
+async def test_valid_rows_arrive_typed_and_bad_rows_are_kept_aside_with_reasons(raw_setup):
+    device, table, iot = raw_setup
+    await seed(device, table, GOOD + [r for r, _ in BAD])
+
+    await run(device, table, iot)
+
+    assert (await raw_rows(iot)).rows() == [
+        ("L1", T0, 23.5, 50.0, 25.0),
+        ("L2", T0, 24.25, 61.5, 26.0),
+        ("L3", T0 + timedelta(minutes=1), 19.0, None, 22.5),
+    ]
+    rejects = await reject_rows(iot)
+    assert sorted(rejects["reason"].to_list()) == sorted(reason for _, reason in BAD)
+    assert '"t1": "abc"' in rejects.filter(sensor_id="S1")["raw_values"].to_list()[1]  # the original text
+
+
+async def test_rerun_changes_nothing_and_late_uploads_are_loaded(raw_setup):
+    device, table, iot = raw_setup
+    await seed(device, table, GOOD + [r for r, _ in BAD])
+    await run(device, table, iot)
+    first_raw, first_rejects = await raw_rows(iot), await reject_rows(iot)
+
+    await run(device, table, iot)
+    assert (await raw_rows(iot)).equals(first_raw) and (await reject_rows(iot)).equals(first_rejects)
+
+    watermark = await sql.get_watermark(iot.db, f"temperature-raw-etl:{device.block}:{table.fullname}")
+    # captured long before the watermark, uploaded just after it: the original lost these
+    await seed(device, table, [row("S1", -600, "18.5", uploaded=watermark + timedelta(seconds=1))])
+    await run(device, table, iot)
+
+    assert ("L1", T0 - timedelta(minutes=600), 18.5, 50.0, 25.0) in (await raw_rows(iot)).rows()
+
+
+async def test_failed_load_leaves_the_watermark_where_it_was(raw_setup):
+    device, table, iot = raw_setup
+    job = f"temperature-raw-etl:{device.block}:{table.fullname}"
+    await seed(device, table, GOOD)
+    await run(device, table, iot)
+    before = await sql.get_watermark(iot.db, job)
+    async with iot.db.engine.begin() as conn:  # the IoT database refuses the next load midway
+        await conn.execute(text(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'refused by test'; END $$ LANGUAGE plpgsql"
+        ))
+        await conn.execute(text(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {iot.table('temperature_raw')} FOR EACH ROW EXECUTE FUNCTION refuse()"
+        ))
+    await seed(device, table, [row("S1", 30, "30", uploaded=before + timedelta(minutes=5))])
+
+    with pytest.raises(Exception, match="refused by test"):
+        await run(device, table, iot)
+    assert await sql.get_watermark(iot.db, job) == before
+
+    async with iot.db.engine.begin() as conn:
+        await conn.execute(text(f"DROP TRIGGER refuse ON {iot.table('temperature_raw')}"))
+    await run(device, table, iot)
+    assert await sql.get_watermark(iot.db, job) == before + timedelta(minutes=5)
+    assert (await raw_rows(iot)).height == len(GOOD) + 1
+
+
+async def test_a_later_upload_corrects_a_reading(raw_setup):
+    device, table, iot = raw_setup
+    await seed(device, table, GOOD)
+    await run(device, table, iot)
+    await seed(device, table, [row("S1", 0, "23.75", uploaded=T0 + timedelta(hours=2))])
+
+    await run(device, table, iot)
+
+    assert (await raw_rows(iot)).filter(loc_id="L1")["temperature"].to_list() == [23.75]
+
+
+async def test_outlier_filter_moves_a_spike_to_the_reject_table(raw_setup):
+    device, table, iot = raw_setup
+    series = [row("S1", m, f"{22 + 0.1 * (m % 3):.1f}") for m in range(40)]
+    series[20] = row("S1", 20, "95.0")
+    await seed(device, table, series)
+
+    await run(device, table, iot, outlier_mads=6.0)
+
+    assert (await raw_rows(iot)).height == 39
+    assert [r.startswith("outlier: temperature=95.0") for r in (await reject_rows(iot))["reason"]] == [True]
+
+
+async def test_raw_backfill_is_inclusive_and_idempotent(raw_setup):
+    device, table, iot = raw_setup
+    days = [datetime(2024, 1, d, h) for d in (1, 2, 3) for h in (0, 12, 23)]
+    await seed(device, table, [
+        {**row("S1", 0, "21.0"), "capture_dt": day, "upload_dt": day + timedelta(minutes=1)} for day in days
+    ] + [{**row("S2", 0, "oops"), "capture_dt": datetime(2024, 1, 2, 6)}])
+
+    args = dict(start="2024-01-01", end="2024-01-02", device_block=device.block, device_table=table.fullname, source_block=iot.block)
+    await temperature_raw_backfill(**args)
+    first_raw, first_rejects = await raw_rows(iot), await reject_rows(iot)
+    await temperature_raw_backfill(**args)
+
+    assert first_raw["capture_dt"].to_list() == [d for d in days if d.day in (1, 2)]
+    assert first_rejects["reason"].to_list() == ["t1 (temperature)='oops' is not a number"]
+    assert (await raw_rows(iot)).equals(first_raw) and (await reject_rows(iot)).equals(first_rejects)
+
+
+async def test_bad_parameters_are_named_before_any_work():
+    with pytest.raises(ValueError, match=r"value_columns: temperature -> 't9' is not one of t1..t6"):
+        await temperature_raw_etl(value_columns={"temperature": "t9"})
+    with pytest.raises(ValueError, match=r"limits: humidity=\[100.0, 0.0\] has low > high"):
+        await temperature_raw_etl(limits={"humidity": [100, 0]})
+    with pytest.raises(ValueError, match=r"device_table='dbo.temperature; DROP TABLE x' is not a valid identifier"):
+        await temperature_raw_etl(device_table="dbo.temperature; DROP TABLE x")
