@@ -4,16 +4,18 @@ installed pymodbus). One run covers a window; scheduled runs tile (a 10-minute r
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import polars as pl
 from prefect import flow, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
 
 from blocks import open_database
 from flows.core import readings
@@ -65,6 +67,15 @@ async def flush(iot: Database, buffer: list[dict[str, object]], sensors: pl.Data
     return await sql.write_readings(iot, parsed.good, parsed.rejects, replace=False)
 
 
+def _grid(start: datetime, duration: float, interval: float, tz: tzinfo) -> list[float]:
+    """Epoch seconds of the interval's grid points in [start, start + duration)."""
+    if start.tzinfo is None or start.utcoffset() is None:
+        start = start.replace(tzinfo=tz)
+    begin = start.timestamp()
+    first = math.ceil(begin / interval) * interval
+    return [t for t in (first + i * interval for i in range(int(duration / interval) + 1)) if t < begin + duration]
+
+
 def _row(sensor: Sensor, capture_dt: datetime, values: dict[str, object]) -> dict[str, object]:
     text = {m: None if values.get(m) is None else repr(float(values[m])) for m in readings.DEFAULT_VALUE_COLUMNS}
     return {
@@ -80,15 +91,17 @@ async def sensor_collect(
     duration_seconds: float = 600.0,
     timeout_seconds: float = 2.0,
     flush_every_cycles: int = 6,
+    window_start: datetime | None = None,
     source_block: str = DEFAULT_SOURCE_BLOCK,
 ) -> CollectReport:
     """Poll every active Modbus TCP sensor every `interval_seconds` for `duration_seconds`.
 
     The sensors (host, port, device id, register map) come from the sensors table of the IoT
     database. All sensors are polled concurrently each cycle, each request bounded by
-    `timeout_seconds`. Cycle times sit on a grid of the interval (e.g. :00, :10, :20 s), and one
-    cycle's readings share that capture_dt (plant local time), so overlapping or repeated runs
-    store each reading once. Readings are buffered and written in batches (COPY on PostgreSQL).
+    `timeout_seconds`. The run covers [window_start, window_start + duration) - by default from
+    its scheduled time, so scheduled runs tile time even when one starts late - on a grid of the
+    interval (e.g. :00, :10, :20 s); cycles already past are skipped. One cycle's readings share
+    its capture_dt (plant local time), so overlapping or repeated runs store each reading once. Readings are buffered and written in batches (COPY on PostgreSQL).
     A sensor that times out, refuses or answers with a Modbus error is logged, counted and polled
     again next cycle; the run fails only if no sensor answered at all.
 
@@ -97,6 +110,8 @@ async def sensor_collect(
         duration_seconds: How long this run collects; schedule runs this often to tile time.
         timeout_seconds: Longest wait for one sensor's answer.
         flush_every_cycles: Cycles buffered per database write.
+        window_start: Start of the window (plant time unless it has an offset); empty: the
+            run's scheduled start time.
         source_block: Database block of the IoT database.
     """
     if not 0.1 <= interval_seconds <= 3600:
@@ -121,12 +136,13 @@ async def sensor_collect(
         poller = ModbusPoller(sensors, timeout_seconds)
         buffer: list[dict[str, object]] = []
         answered: set[str] = set()
-        # the grid: the first tick at or after now; the run covers [first tick, first tick + duration)
-        first = -(-time.time() // interval_seconds) * interval_seconds
-        ticks = int(-(-duration_seconds // interval_seconds))
+        ticks = _grid(window_start or flow_run.scheduled_start_time, duration_seconds, interval_seconds, tz)
+        past = [t for t in ticks if t < time.time() - interval_seconds / 2]
+        if past:
+            logger.warning("started late: skipping %d cycles already past", len(past))
+        ticks = ticks[len(past):]
         try:
-            for n in range(ticks):
-                tick = first + n * interval_seconds
+            for n, tick in enumerate(ticks):
                 await asyncio.sleep(max(0.0, tick - time.time()))
                 capture_dt = datetime.fromtimestamp(tick, tz).replace(tzinfo=None)
                 started = time.perf_counter()
@@ -143,7 +159,7 @@ async def sensor_collect(
                         capture_dt.time(), len(result.readings), len(sensors),
                         "; ".join(f"{k}: {v}" for k, v in sorted(result.failures.items())[:10]),
                     )
-                if buffer and (report.cycles % flush_every_cycles == 0 or n == ticks - 1):
+                if buffer and (report.cycles % flush_every_cycles == 0 or n == len(ticks) - 1):
                     written = await flush(iot, buffer, sensor_map, report.cycles)
                     report.written += written.written
                     report.rejected += written.rejected

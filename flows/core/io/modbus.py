@@ -139,7 +139,8 @@ class ModbusPoller:
                 client.read_holding_registers(address, count=count, device_id=sensor.device_id), self.timeout
             )
             if response.isError():
-                raise ModbusException(f"Modbus exception response {response}")
+                code = getattr(response, "exception_code", "?")
+                raise ModbusException(f"exception response, code {code}, reading {count} registers at {address}")
             words.update(zip(range(address, address + count), response.registers))
         values = {}
         for measure, reg in regs.items():
