@@ -1,0 +1,141 @@
+"""Benchmarks of the raw ingest, through the flows, with their references measured in the same run.
+
+    python bench/raw_ingest.py raw-etl      # temperature_raw_etl loading 1M device rows into PostgreSQL
+    python bench/raw_ingest.py collect      # one sensor_collect cycle against 500 simulated devices
+
+raw-etl prints the flow's rows/s next to a plain COPY of the same (typed) rows into an identical,
+indexed temperature_raw: the floor for any loader. collect prints the time of one polling cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+PG = os.environ.get("MONTRG_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+ROWS = int(os.environ.get("MONTRG_BENCH_RAW_ROWS", "1000000"))
+LOCATIONS = 200
+
+
+async def fresh_database(name: str) -> str:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    admin = create_async_engine(f"{PG}/postgres".replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        await conn.execute(text(f"CREATE DATABASE {name}"))
+    await admin.dispose()
+    return f"{PG}/{name}"
+
+
+async def init(block: str, url: str):
+    from blocks import create_block, load_database
+    from flows.core.schema import init_schema
+
+    await create_block(block, url)
+    db = await load_database(block)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(init_schema, db.schema)
+    return db
+
+
+async def raw_etl() -> None:
+    import polars as pl
+    from sqlalchemy import MetaData, insert, text
+
+    from flows import temperature_raw_etl
+    from flows.core import simulate
+    from flows.core.io import sql
+    from flows.core.schema import device_table, sensors
+
+    iot = await init("montrg-bench-raw-iot", await fresh_database("montrg_bench_raw_iot"))
+    ref = await init("montrg-bench-raw-ref", await fresh_database("montrg_bench_raw_ref"))
+    device = await init("montrg-bench-device", await fresh_database("montrg_bench_device"))
+    table = device_table("dbo.temperature", MetaData())
+    async with device.engine.begin() as conn:
+        await conn.execute(text("CREATE SCHEMA dbo"))
+        await conn.run_sync(table.metadata.create_all)
+    async with iot.engine.begin() as conn:
+        await conn.execute(insert(sensors), [{"sensor_id": f"S{i + 1:03d}", "loc_id": f"LOC{i + 1:03d}", "is_active": True} for i in range(LOCATIONS)])
+    start = datetime(2024, 2, 1)
+    raw = simulate.readings(LOCATIONS, start, start + timedelta(seconds=10 * -(-ROWS // LOCATIONS)))
+    raw = raw.head(ROWS)
+    device_rows = raw.select(
+        pl.col("loc_id").str.replace("LOC", "S").alias("sensor_id"), pl.lit("GW1").alias("device_id"), "capture_dt",
+        *(pl.col(m).cast(pl.String).alias(t) for m, t in (("temperature", "t1"), ("humidity", "t2"), ("pcv_temperature", "t3"))),
+        pl.lit(None, pl.String).alias("t4"), pl.lit(None, pl.String).alias("t5"), pl.lit(None, pl.String).alias("t6"),
+        pl.lit("Y").alias("upload_yn"), (pl.col("capture_dt") + pl.duration(seconds=30)).alias("upload_dt"),
+    )
+    async with device.engine.begin() as conn:
+        pg = (await conn.get_raw_connection()).driver_connection
+        await pg.copy_records_to_table("temperature", schema_name="dbo", records=device_rows.iter_rows(), columns=device_rows.columns)
+    await device.dispose()
+
+    # the reference: plain COPY of the same typed rows into an identical, indexed temperature_raw
+    t0 = time.perf_counter()
+    async with ref.engine.begin() as conn:
+        pg = (await conn.get_raw_connection()).driver_connection
+        await pg.copy_records_to_table("temperature_raw", schema_name="flet_montrg", records=raw.iter_rows(), columns=raw.columns)
+    copy_s = time.perf_counter() - t0
+    await ref.dispose()
+
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    reports = await temperature_raw_etl(device_block="montrg-bench-device", device_table="dbo.temperature", source_block="montrg-bench-raw-iot")
+    flow_s = time.perf_counter() - t0
+    loaded = sum(r.loaded for r in reports)
+    async with iot.engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT count(*) FROM flet_montrg.temperature_raw"))).scalar_one()
+    await iot.dispose()
+    print(f"\ntemperature_raw_etl: {ROWS:,} device rows (text values) -> PostgreSQL temperature_raw, through the flow")
+    print(f"{'way':<44}{'s':>8}{'rows/s':>12}")
+    print(f"{'plain COPY of the typed rows (reference)':<44}{copy_s:>8.2f}{ROWS / copy_s:>12,.0f}")
+    print(f"{'temperature_raw_etl flow (read, validate, load)':<44}{flow_s:>8.2f}{ROWS / flow_s:>12,.0f}")
+    print(f"flow / COPY speed: {copy_s / flow_s:.2f}x; rows stored {stored:,} (loaded {loaded:,}); "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (before the flow {rss0:.0f} MB)")
+
+
+async def collect(devices: int = 500) -> None:
+    from sqlalchemy import insert
+
+    from flows import sensor_collect
+    from flows.core.io.modbus import Register
+    from flows.core.io.modbus_sim import DEVICES_PER_ENDPOINT, SimSensor, SimulatedEndpoint
+    from flows.core.schema import sensors
+
+    regs = {"temperature": Register(1), "humidity": Register(3), "pcv_temperature": Register(5)}
+    sims = [SimSensor(i % DEVICES_PER_ENDPOINT + 1, regs, {"temperature": 21.5, "humidity": 48.0, "pcv_temperature": 24.0}) for i in range(devices)]
+    groups = [sims[i : i + DEVICES_PER_ENDPOINT] for i in range(0, devices, DEVICES_PER_ENDPOINT)]
+    endpoints = [await SimulatedEndpoint(g).start() for g in groups]
+    iot = await init("montrg-bench-collect", await fresh_database("montrg_bench_collect"))
+    async with iot.engine.begin() as conn:
+        await conn.execute(insert(sensors), [
+            {"sensor_id": f"S{n:04d}", "loc_id": f"LOC{n:04d}", "host": "127.0.0.1", "port": ep.port,
+             "device_id": s.device_id, "registers": json.dumps({m: asdict(r) for m, r in regs.items()}), "is_active": True}
+            for n, (ep, s) in enumerate(((ep, s) for ep, g in zip(endpoints, groups) for s in g))
+        ])
+    await iot.dispose()
+    report = await sensor_collect(interval_seconds=1, duration_seconds=5, timeout_seconds=0.9, source_block="montrg-bench-collect")
+    for ep in endpoints:
+        await ep.stop()
+    cycles = report.seconds_per_cycle
+    print(f"\nsensor_collect: {devices} simulated devices on {len(endpoints)} loopback endpoints, {len(cycles)} cycles through the flow")
+    print(f"readings per cycle: {report.readings / max(report.cycles, 1):.0f} of {devices}; failures: {sum(report.failures.values())}")
+    print(f"cycle time: first {cycles[0]:.3f} s (connects), median {statistics.median(cycles[1:] or cycles):.3f} s, max {max(cycles):.3f} s")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command not in ("raw-etl", "collect"):
+        sys.exit(__doc__)
+    asyncio.run(raw_etl() if command == "raw-etl" else collect())
