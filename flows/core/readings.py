@@ -114,13 +114,10 @@ def parse_device_rows(
         *values, pl.concat_str(problems, separator="; ", ignore_nulls=True).alias("reason")
     )
     bad = checked.filter(pl.col("reason").is_not_null() & (pl.col("reason") != ""))
-    good = (
-        checked.filter(pl.col("reason").is_null() | (pl.col("reason") == ""))
-        .sort("upload_dt", nulls_last=False)
-        .unique(["loc_id", "capture_dt"], keep="last", maintain_order=True)
-        .select(RAW_SCHEMA.names())
-        .cast(RAW_SCHEMA)  # type: ignore[arg-type]
-    )
+    good = checked.filter(pl.col("reason").is_null() | (pl.col("reason") == ""))
+    if good.select(pl.struct("loc_id", "capture_dt").is_duplicated().any()).item():
+        good = good.sort("upload_dt", nulls_last=False).unique(["loc_id", "capture_dt"], keep="last", maintain_order=True)
+    good = good.select(RAW_SCHEMA.names()).cast(RAW_SCHEMA)  # type: ignore[arg-type]
     original = [c for c in rows.columns]
     return Parsed(good, rejects(bad, original, source, now, identity=["sensor_id", "device_id", "capture_dt", "upload_dt"]))
 

@@ -8,6 +8,7 @@ own upserts through SQLAlchemy. Every write is one transaction.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -133,17 +134,25 @@ async def _read_raw_adbc(db: Database, window: Window) -> pl.DataFrame:
     cols = ", ".join(["loc_id", "capture_dt", *MEASURES])
     query = (
         f"SELECT {cols} FROM {db.qualified(t)} "
-        f"WHERE capture_dt >= '{window.start.isoformat(sep=' ')}' "
-        f"AND capture_dt < '{window.end.isoformat(sep=' ')}'"
+        f"WHERE capture_dt >= {_literal(window.start)} AND capture_dt < {_literal(window.end)}"
     )
-    uri = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        df = await asyncio.to_thread(pl.read_database_uri, query, uri, engine="adbc")
-    except Exception as exc:  # ADBC errors may quote the URI: never let the password out
-        raise ConnectionError(f"{db.describe()}: reading raw rows failed: {db.redact(str(exc))}") from None
-    df = df.cast(RAW_SCHEMA)  # type: ignore[arg-type]
+    df = (await read_adbc(db, query, "reading raw rows")).cast(RAW_SCHEMA)  # type: ignore[arg-type]
     _check_raw(df, f"{db.describe()}: {db.qualified(t)}")
     return df
+
+
+def _literal(value: datetime) -> str:
+    """A timestamp literal for SQL text; only ever built from a datetime, never from input text."""
+    return f"'{value.isoformat(sep=' ')}'"
+
+
+async def read_adbc(db: Database, query: str, what: str) -> pl.DataFrame:
+    """Run `query` on PostgreSQL through ADBC straight into Polars (Arrow, no Python objects)."""
+    uri = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        return await asyncio.to_thread(pl.read_database_uri, query, uri, engine="adbc")
+    except Exception as exc:  # ADBC errors may quote the URI: never let the password out
+        raise ConnectionError(f"{db.describe()}: {what} failed: {db.redact(str(exc))}") from None
 
 
 def raw_frame(rows: Sequence[Sequence[object]], where: str) -> pl.DataFrame:
@@ -269,7 +278,10 @@ async def _count(conn: AsyncConnection, table: Table) -> int:
 
 
 async def _stage_copy(conn: AsyncConnection, name: str, like: Table, df: pl.DataFrame) -> Table:
-    """A temporary table (dropped at commit) holding `df`, loaded by COPY (PostgreSQL only)."""
+    """A temporary table (dropped at commit) holding `df`, loaded by COPY (PostgreSQL only).
+
+    The rows travel as CSV written by Polars (in Rust), several times faster than Python tuples.
+    """
     stage = Table(
         name,
         MetaData(),
@@ -279,8 +291,9 @@ async def _stage_copy(conn: AsyncConnection, name: str, like: Table, df: pl.Data
     )
     await conn.run_sync(stage.create)
     raw = await conn.get_raw_connection()
-    await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-        name, records=df.iter_rows(), columns=df.columns
+    data = df.write_csv(include_header=False, null_value=r"\N", datetime_format="%Y-%m-%d %H:%M:%S%.6f")
+    await raw.driver_connection.copy_to_table(  # type: ignore[union-attr]
+        name, source=io.BytesIO(data.encode()), columns=df.columns, format="csv", null=r"\N"
     )
     return stage
 
@@ -420,6 +433,9 @@ async def read_device_rows(
     db: Database, table: Table, column: str, after: datetime | None, until: datetime | None
 ) -> pl.DataFrame:
     """Device rows with after < `column` <= until (either bound may be None), oldest first."""
+    if db.dialect == "postgresql":
+        where = [f"{column} > {_literal(after)}" if after else "", f"{column} <= {_literal(until)}" if until else ""]
+        return await _read_device_adbc(db, table, " AND ".join(w for w in where if w) or "TRUE", column)
     col = table.c[column]
     query = select(*table.c).order_by(col)
     if after is not None:
@@ -432,14 +448,29 @@ async def read_device_rows(
 
 async def read_device_range(db: Database, table: Table, start: datetime, end: datetime) -> pl.DataFrame:
     """Device rows with capture_dt in [start, end)."""
+    if db.dialect == "postgresql":
+        where = f"capture_dt >= {_literal(start)} AND capture_dt < {_literal(end)}"
+        return await _read_device_adbc(db, table, where, "capture_dt")
     col = table.c.capture_dt
     async with db.engine.connect() as conn:
         return _device_frame(table, (await conn.execute(select(*table.c).where(col >= start, col < end))).all())
 
 
+async def _read_device_adbc(db: Database, table: Table, where: str, order: str) -> pl.DataFrame:
+    prep = db.engine.dialect.identifier_preparer
+    name = prep.quote(table.name) if table.schema is None else f"{prep.quote_schema(table.schema)}.{prep.quote(table.name)}"
+    cols = ", ".join(prep.quote(c.name) for c in table.c)
+    df = await read_adbc(db, f"SELECT {cols} FROM {name} WHERE {where} ORDER BY {prep.quote(order)}", "reading the device table")
+    return df.cast(_device_schema(table))  # type: ignore[arg-type]
+
+
+def _device_schema(table: Table) -> dict[str, pl.DataType]:
+    return {c.name: (pl.Datetime("us") if isinstance(c.type, DateTime) else pl.String) for c in table.c}
+
+
 def _device_frame(table: Table, rows: Sequence[Sequence[object]]) -> pl.DataFrame:
     """Device rows as text, timestamps kept: values are parsed and validated later, by name."""
-    schema = {c.name: (pl.Datetime("us") if isinstance(c.type, DateTime) else pl.String) for c in table.c}
+    schema = _device_schema(table)
     data = [[None if v is None else (v if isinstance(v, datetime) else str(v)) for v in row] for row in rows]
     return pl.DataFrame(data, schema=schema, orient="row")
 
