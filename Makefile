@@ -38,3 +38,5 @@ clean:
 bench: $(VENV)/.installed-run
 	$(BIN)/python bench/backfill_day.py seed
 	$(BIN)/python bench/backfill_day.py run
+	$(BIN)/python bench/raw_ingest.py raw-etl
+	$(BIN)/python bench/raw_ingest.py collect
