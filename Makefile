@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test test-fast install bench clean
+.PHONY: demo test test-fast install bench server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(VENV)/.installed-test
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -ra -m "not slow"
+
+# A local Prefect server with its UI at http://127.0.0.1:4200 (shows the demo's runs too).
+server: $(VENV)/.installed-run
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache

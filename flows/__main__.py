@@ -2,9 +2,10 @@
 
     montrg db init --block NAME        create or upgrade the flet_montrg schema; idempotent
     montrg blocks create NAME URL      save a database block (URL '-' reads it from stdin)
-    montrg demo                        the whole pipeline once, on local SQLite files
+    montrg demo [--keep] [--source-url URL --target-url URL]   the whole pipeline once, simulated
 
-Heavy imports (Prefect, Polars) happen inside the commands, so `montrg --help` answers at once.
+Environment for local runs: a patient start of Prefect's temporary server on small machines and
+no telemetry, unless set otherwise.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 
 
 def _db_init(args: argparse.Namespace) -> int:
@@ -51,9 +53,21 @@ def _blocks_create(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
+    import logging
 
-    return asyncio.run(run_demo(folder=args.dir, reset=args.reset))
+    from flows.demo import print_summary, run_demo
+
+    if "PREFECT_LOGGING_LEVEL" not in os.environ:  # the summary, not the logs
+        logging.getLogger("prefect").setLevel(logging.WARNING)
+
+    started = time.perf_counter()
+    print("flet-montrg demo: the whole pipeline on a simulated sensor floor", flush=True)
+    summary = asyncio.run(
+        run_demo(folder=args.dir, reset=args.reset, source_url=args.source_url, target_url=args.target_url)
+    )
+    print_summary(summary)
+    print(f"demo finished in {time.perf_counter() - started:.1f} s")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -72,9 +86,11 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--no-overwrite", action="store_true", help="fail if the block exists")
     create.set_defaults(func=_blocks_create)
 
-    demo = sub.add_parser("demo", help="run the whole pipeline once on local SQLite files")
+    demo = sub.add_parser("demo", help="run the whole pipeline once on a simulated floor (SQLite files by default)")
     demo.add_argument("--dir", default="demo-data", help="folder for the demo databases (default demo-data)")
-    demo.add_argument("--keep", dest="reset", action="store_false", help="reuse the folder's databases")
+    demo.add_argument("--keep", dest="reset", action="store_false", help="keep what earlier demo runs wrote")
+    demo.add_argument("--source-url", help="run on this IoT database instead (e.g. postgresql://...)")
+    demo.add_argument("--target-url", help="run on this HQ database instead")
     demo.set_defaults(func=_demo, reset=True)
     return p
 

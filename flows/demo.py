@@ -1,94 +1,311 @@
-"""`montrg demo`: the pipeline once, end to end, on local SQLite databases.
+"""`montrg demo`: the whole pipeline once, end to end, on a simulated sensor floor.
 
-Creates an IoT and an HQ database under a folder, their blocks (montrg-demo-iot, montrg-demo-hq),
-the schema, two days of readings of 20 locations every 10 s, then runs temperature_backfill over
-those days and temperature_etl for the last hour, and prints what happened.
+By default on SQLite files under a folder (IoT, HQ), or on PostgreSQL with --source-url and
+--target-url. A pymodbus TCP server on loopback plays the sensor floor (one device hangs, one
+location runs hot); the gateways' device table gets the last hour of readings, a few of them
+malformed. Then: sensor_collect, temperature_raw_etl, master_etl, temperature_backfill over the
+seeded history, temperature_etl for the last hour, and a summary to read instead of logs.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
-from datetime import timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+from sqlalchemy import MetaData, delete, insert, select
 
 from blocks import create_block, open_database
 from flows.core import simulate
 from flows.core.io import sql
-from flows.core.schema import init_schema
+from flows.core.io.modbus import Register
+from flows.core.io.modbus_sim import SilentEndpoint, SimSensor, SimulatedEndpoint
+from flows.core.io.sql import Database
+from flows.core.schema import (
+    alerts,
+    device_table,
+    etl_watermark,
+    init_schema,
+    locations,
+    sensors,
+    temperature,
+    temperature_raw,
+    temperature_raw_reject,
+    thresholds,
+)
 from flows.core.settings import plant_now
+from flows.core.windows import Window
 
-SOURCE_BLOCK = "montrg-demo-iot"
-TARGET_BLOCK = "montrg-demo-hq"
-LOCATIONS = 20
-DAYS = 2
+SOURCE_BLOCK, TARGET_BLOCK, DEVICE_BLOCK = "montrg-demo-iot", "montrg-demo-hq", "montrg-demo-device"
+PREFIX = "DEMO-L"
+# the first location runs hot (threshold breaches); the last device never answers
+REGISTERS = {"temperature": Register(1), "humidity": Register(3), "pcv_temperature": Register(5)}
+THRESHOLDS = [  # (measure, level, min, max): plant defaults
+    ("temperature", "green", 15.0, 28.0),
+    ("temperature", "yellow", 10.0, 30.0),
+    ("temperature", "red", 5.0, 35.0),
+    ("humidity", "yellow", 20.0, 75.0),
+    ("humidity", "red", 10.0, 85.0),
+]
 
 
-async def run_demo(folder: str = "demo-data", reset: bool = True) -> int:
-    from flows import temperature_backfill, temperature_etl
+@dataclass
+class DemoSettings:
+    locations: int = 30
+    history_days: int = 2
+    collect_seconds: float = 5.0
+    interval_seconds: float = 1.0
 
-    root = Path(folder).resolve()
-    if reset and root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
-    started = time.perf_counter()
 
-    for block, file in ((SOURCE_BLOCK, "iot.db"), (TARGET_BLOCK, "hq.db")):
-        await create_block(block, f"sqlite:///{root / file}")
-        async with open_database(block) as db:
+@dataclass
+class Step:
+    name: str
+    rows: int
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class DemoSummary:
+    steps: list[Step] = field(default_factory=list)
+    recent: pl.DataFrame | None = None
+    alerts: pl.DataFrame | None = None
+    rejects: pl.DataFrame | None = None
+    where: str = ""
+
+
+def say(message: str) -> None:
+    print(f"  > {message}", flush=True)
+
+
+async def run_demo(
+    folder: str = "demo-data",
+    reset: bool = True,
+    source_url: str | None = None,
+    target_url: str | None = None,
+    settings: DemoSettings | None = None,
+) -> DemoSummary:
+    """Run the demo; returns what it did (the CLI prints it with `print_summary`)."""
+    from flows import master_etl, sensor_collect, temperature_backfill, temperature_etl, temperature_raw_etl
+
+    cfg = settings or DemoSettings()
+    if (source_url is None) != (target_url is None):
+        raise ValueError("give both --source-url and --target-url, or neither (SQLite files)")
+    summary = DemoSummary()
+    if source_url is None:
+        root = Path(folder).resolve()
+        if reset and root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True, exist_ok=True)
+        source_url, target_url = f"sqlite:///{root / 'iot.db'}", f"sqlite:///{root / 'hq.db'}"
+        summary.where = f"SQLite files in {root}"
+    else:
+        summary.where = "the databases of --source-url / --target-url"
+
+    t0 = time.perf_counter()
+    say("creating blocks and the flet_montrg schema")
+    for block, url in ((SOURCE_BLOCK, source_url), (TARGET_BLOCK, target_url), (DEVICE_BLOCK, source_url)):
+        await create_block(block, url)
+    async with open_database(SOURCE_BLOCK) as iot, open_database(TARGET_BLOCK) as hq:
+        for db in (iot, hq):
             async with db.engine.begin() as conn:
                 await conn.run_sync(init_schema, db.schema)
+        gateway = device_table(_device_table_name(iot), MetaData())
+        async with iot.engine.begin() as conn:
+            await conn.run_sync(gateway.metadata.create_all)
+        if reset:
+            await _remove_demo_rows(iot, hq, gateway)
 
-    now = plant_now()
-    first, last = simulate.hours_before(now, 24 * DAYS)
-    raw = simulate.readings(LOCATIONS, first, last)
-    t0 = time.perf_counter()
-    async with open_database(SOURCE_BLOCK) as iot:
-        inserted = await sql.insert_raw(iot, raw)
-    lines.append(
-        f"seeded     {inserted:>9,} raw readings ({LOCATIONS} locations, every 10 s, "
-        f"{first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M}) in {time.perf_counter() - t0:.1f} s"
-    )
+        now = plant_now()
+        end = now.replace(minute=0, second=0, microsecond=0)  # the current hour starts here
+        floor, silent = await _start_floor(cfg, now)
+        try:
+            await _seed_master(iot, cfg, floor.port, silent.port)
+            say(f"seeding {cfg.history_days} days of history for {cfg.locations} locations")
+            seeded = await _seed_history(iot, cfg, end - timedelta(days=cfg.history_days), end - timedelta(hours=1))
+            gateway_rows = await _seed_gateway(iot, gateway, cfg, end - timedelta(hours=1), end)
+            summary.steps.append(Step("seed", seeded + gateway_rows, time.perf_counter() - t0,
+                                      f"{seeded:,} history readings, {gateway_rows:,} gateway rows"))
 
-    t0 = time.perf_counter()
-    backfill = await temperature_backfill(
-        start=first.date(), end=(last - timedelta(hours=1)).date(),
-        source_block=SOURCE_BLOCK, target_block=TARGET_BLOCK,
-    )
-    totals = backfill.totals
-    lines.append(
-        f"backfill   {totals['raw_rows']:>9,} raw rows -> {totals['groups']:,} location-hours "
-        f"({totals['inserted']:,} new) over {backfill.window} in {time.perf_counter() - t0:.1f} s"
-    )
-    t0 = time.perf_counter()
-    hourly = await temperature_etl(source_block=SOURCE_BLOCK, target_block=TARGET_BLOCK)
-    totals = hourly.totals
-    lines.append(
-        f"hourly etl {totals['raw_rows']:>9,} raw rows -> {totals['groups']:,} location-hours "
-        f"({totals['updated']:,} changed, {totals['unchanged']:,} unchanged) over {hourly.window} "
-        f"in {time.perf_counter() - t0:.1f} s"
-    )
+            say(f"sensor_collect: polling {cfg.locations} Modbus devices for {cfg.collect_seconds:g} s")
+            t = time.perf_counter()
+            collected = await sensor_collect(
+                interval_seconds=cfg.interval_seconds, duration_seconds=cfg.collect_seconds,
+                timeout_seconds=min(0.5, cfg.interval_seconds / 2),
+                window_start=datetime.now().astimezone() + timedelta(seconds=cfg.interval_seconds),
+                source_block=SOURCE_BLOCK,
+            )
+            failed = ", ".join(f"{k} ({v} cycles)" for k, v in collected.failures.items()) or "none"
+            summary.steps.append(Step("sensor_collect", collected.written, time.perf_counter() - t,
+                                      f"{collected.cycles} cycles; failed: {failed}"))
+        finally:
+            await floor.stop()
+            await silent.stop()
 
-    async with open_database(TARGET_BLOCK) as hq:
-        recent = await sql.read_hourly(hq, _last_hours(last, 3))
-    table = (
-        recent.filter(pl.col("loc_id").is_in(recent["loc_id"].unique().sort().head(5).implode()))
-        .select("loc_id", "ymd", "hh", "temperature_max", "temperature_avg", "humidity_avg", "sample_count")
+        say("temperature_raw_etl: gateway table -> temperature_raw")
+        t = time.perf_counter()
+        loads = await temperature_raw_etl(device_block=DEVICE_BLOCK, device_table=gateway.fullname, source_block=SOURCE_BLOCK)
+        summary.steps.append(Step("temperature_raw_etl", sum(r.loaded for r in loads), time.perf_counter() - t,
+                                  f"{sum(r.rejected for r in loads)} rejected"))
+
+        say("master_etl: locations, sensors, thresholds -> HQ")
+        t = time.perf_counter()
+        synced = await master_etl(source_block=SOURCE_BLOCK, target_block=TARGET_BLOCK)
+        summary.steps.append(Step("master_etl", sum(int(r["inserted"]) + int(r["updated"]) for r in synced),
+                                  time.perf_counter() - t,
+                                  ", ".join(f"{r['table']} +{r['inserted']}" for r in synced)))
+
+        say("temperature_backfill over the history")
+        t = time.perf_counter()
+        back = await temperature_backfill(
+            start=(end - timedelta(days=cfg.history_days)).date(), end=end - timedelta(hours=1),
+            source_block=SOURCE_BLOCK, target_block=TARGET_BLOCK,
+        )
+        summary.steps.append(Step("temperature_backfill", int(back.totals["groups"]), time.perf_counter() - t,
+                                  f"{back.totals['raw_rows']:,} raw rows over {back.window}"))
+
+        say("temperature_etl for the last full hour (with alerts)")
+        t = time.perf_counter()
+        hourly = await temperature_etl(hour=end - timedelta(hours=1), source_block=SOURCE_BLOCK, target_block=TARGET_BLOCK)
+        summary.steps.append(Step("temperature_etl", int(hourly.totals["groups"]), time.perf_counter() - t,
+                                  f"{hourly.window}: {hourly.totals['alerts_opened']} alerts opened"))
+
+        summary.recent, summary.alerts, summary.rejects = await _read_results(iot, hq, end)
+    return summary
+
+
+def _device_table_name(iot: Database) -> str:
+    return f"{iot.schema}.demo_gateway_temperature" if iot.schema else "demo_gateway_temperature"
+
+
+async def _remove_demo_rows(iot: Database, hq: Database, gateway) -> None:
+    """Reset: delete what an earlier demo wrote (demo locations only; other rows are untouched)."""
+    like = f"{PREFIX}%"
+    async with iot.engine.begin() as conn:
+        for table in (temperature_raw, temperature_raw_reject, sensors, locations):
+            await conn.execute(delete(table).where(table.c.loc_id.like(like)))
+        await conn.execute(delete(temperature_raw_reject).where(temperature_raw_reject.c.source.like("device:montrg-demo%")))
+        await conn.execute(delete(thresholds).where(thresholds.c.threshold_id >= 900_000))
+        await conn.execute(delete(gateway))
+        await conn.execute(delete(etl_watermark).where(etl_watermark.c.job_name.like("temperature-raw-etl:montrg-demo%")))
+    async with hq.engine.begin() as conn:
+        for table in (temperature, alerts, sensors, locations):
+            await conn.execute(delete(table).where(table.c.loc_id.like(like)))
+        await conn.execute(delete(thresholds).where(thresholds.c.threshold_id >= 900_000))
+
+
+async def _start_floor(cfg: DemoSettings, now: datetime) -> tuple[SimulatedEndpoint, SilentEndpoint]:
+    """The simulated floor: one server with every device but the failing one, which hangs."""
+    current = simulate.readings(cfg.locations, now, now + timedelta(seconds=10), hot_locations=1, null_share=0)
+    values = current.group_by("loc_id").first().sort("loc_id")
+    devices = [
+        SimSensor(i + 1, REGISTERS, {m: float(values[m][i]) for m in REGISTERS})
+        for i in range(cfg.locations - 1)
+    ]
+    return await SimulatedEndpoint(devices).start(), await SilentEndpoint().start()
+
+
+async def _seed_master(iot: Database, cfg: DemoSettings, port: int, silent_port: int) -> None:
+    registers = json.dumps({m: asdict(r) for m, r in REGISTERS.items()})
+    locs = [
+        {"loc_id": simulate.location_id(i, PREFIX), "plant": "Demo plant", "factory": "F1", "building": f"B{i // 10 + 1}",
+         "floor": str(i % 3 + 1), "area": "assembly", "location_name": f"Line {i + 1}", "is_active": True, "upd_dt": None}
+        for i in range(cfg.locations)
+    ]
+    devs = [
+        {"sensor_id": f"DEMO-S{i + 1:03d}", "loc_id": simulate.location_id(i, PREFIX), "name": f"TH sensor {i + 1}",
+         "host": "127.0.0.1", "port": silent_port if i == cfg.locations - 1 else port, "device_id": i + 1,
+         "registers": registers, "is_active": True, "upd_dt": None}
+        for i in range(cfg.locations)
+    ]
+    limits = [
+        {"threshold_id": 900_000 + n, "threshold_type": m, "level": lvl, "min_value": lo, "max_value": hi,
+         "loc_id": None, "is_active": True, "upd_dt": None}
+        for n, (m, lvl, lo, hi) in enumerate(THRESHOLDS)
+    ]
+    async with iot.engine.begin() as conn:
+        for table, key, rows in ((locations, "loc_id", locs), (sensors, "sensor_id", devs), (thresholds, "threshold_id", limits)):
+            await sql.upsert_rows(conn, table, [key], pl.DataFrame(rows, infer_schema_length=None))
+
+
+async def _seed_history(iot: Database, cfg: DemoSettings, start: datetime, end: datetime) -> int:
+    total, day = 0, start
+    while day < end:
+        chunk_end = min(day + timedelta(days=1), end)
+        raw = simulate.readings(cfg.locations, day, chunk_end, hot_locations=1, prefix=PREFIX, seed=day.toordinal())
+        total += await sql.insert_raw(iot, raw)
+        done = (chunk_end - start) / (end - start)
+        print(f"\r    [{'#' * int(done * 30):<30}] {done:4.0%}  {total:,} readings", end="", flush=True)
+        day = chunk_end
+    print()
+    return total
+
+
+async def _seed_gateway(iot: Database, gateway, cfg: DemoSettings, start: datetime, end: datetime) -> int:
+    """The gateways' last hour as text values, with a few malformed rows the raw ETL must reject."""
+    raw = simulate.readings(cfg.locations, start, end, hot_locations=1, prefix=PREFIX, seed=99)
+    rows = raw.select(
+        pl.col("loc_id").str.replace(PREFIX, "DEMO-S", literal=True).alias("sensor_id"), pl.lit("GW-01").alias("device_id"),
+        "capture_dt",
+        *(pl.col(m).cast(pl.String).alias(t) for m, t in (("temperature", "t1"), ("humidity", "t2"), ("pcv_temperature", "t3"))),
+        *(pl.lit(None, pl.String).alias(t) for t in ("t4", "t5", "t6")),
+        pl.lit("Y").alias("upload_yn"), (pl.col("capture_dt") + pl.duration(seconds=20)).alias("upload_dt"),
+    ).to_dicts()
+    broken = [("t1", ""), ("t1", "ERR"), ("t2", "180.5"), ("t3", "NaN")]
+    for n, (column, value) in enumerate(broken):
+        rows[100 * (n + 1)][column] = value
+    rows.append({**rows[0], "sensor_id": "GW-UNKNOWN-7", "capture_dt": rows[0]["capture_dt"] + timedelta(seconds=1)})
+    async with iot.engine.begin() as conn:
+        await conn.execute(insert(gateway), rows)
+    return len(rows)
+
+
+async def _read_results(iot: Database, hq: Database, end: datetime):
+    recent = await sql.read_hourly(hq, Window(end - timedelta(hours=3), end))
+    show = [simulate.location_id(i, PREFIX) for i in range(4)]
+    recent = (
+        recent.filter(pl.col("loc_id").is_in(show))
+        .select("loc_id", "ymd", "hh", "temperature_max", "temperature_avg", "humidity_max", "humidity_avg", "sample_count")
         .sort("loc_id", "ymd", "hh")
     )
+    async with hq.engine.connect() as conn:
+        rows = (await conn.execute(
+            select(alerts.c.alert_time, alerts.c.loc_id, alerts.c.measure, alerts.c.level, alerts.c.measured_value, alerts.c.status)
+            .where(alerts.c.loc_id.like(f"{PREFIX}%")).order_by(alerts.c.alert_time, alerts.c.loc_id, alerts.c.level)
+        )).all()
+    found = pl.DataFrame(rows, schema=["alert_time", "loc_id", "measure", "level", "measured_value", "status"], orient="row")
+    async with iot.engine.connect() as conn:
+        rows = (await conn.execute(
+            select(temperature_raw_reject.c.sensor_id, temperature_raw_reject.c.capture_dt, temperature_raw_reject.c.reason)
+            .where(temperature_raw_reject.c.source.like("device:montrg-demo%")).order_by(temperature_raw_reject.c.capture_dt)
+        )).all()
+    rejects = pl.DataFrame(rows, schema=["sensor_id", "capture_dt", "reason"], orient="row")
+    return recent, found, rejects
+
+
+def print_summary(summary: DemoSummary) -> None:
+    import os
+
     print("\n=== flet-montrg demo ===")
-    print(*lines, sep="\n")
-    print(f"\nlast 3 hours, first 5 locations (HQ database {root / 'hq.db'}):")
-    with pl.Config(tbl_rows=20, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
-        print(table)
-    print(f"\ndone in {time.perf_counter() - started:.1f} s; databases in {root}")
-    return 0
-
-
-def _last_hours(end, hours: int):
-    from flows.core.windows import Window
-
-    return Window(end - timedelta(hours=hours), end)
+    print(f"{'step':<22}{'rows':>10}{'seconds':>9}  details")
+    for step in summary.steps:
+        print(f"{step.name:<22}{step.rows:>10,}{step.seconds:>9.1f}  {step.detail}")
+    cfg = pl.Config(tbl_rows=30, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_width_chars=140, fmt_str_lengths=90)
+    with cfg:
+        print("\nlast 3 hours of the first locations (HQ temperature; DEMO-L001 runs hot):")
+        print(summary.recent)
+        print(f"\nalerts raised ({0 if summary.alerts is None else summary.alerts.height}):")
+        print(summary.alerts)
+        print(f"\nrejected gateway readings ({0 if summary.rejects is None else summary.rejects.height}), kept with their reasons:")
+        print(summary.rejects)
+    print(f"\ndata: {summary.where}")
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        print(f"flow runs, logs and artifacts: {api.removesuffix('/api')}/runs")
+    else:
+        print("flow runs, logs and artifacts: these ran on a temporary Prefect server; to browse them,")
+        print("  run `make server` (prefect server start) and open http://127.0.0.1:4200/runs")

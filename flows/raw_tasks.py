@@ -72,6 +72,6 @@ async def load_readings(
         source, rows.height, good.height, rejects.height, outliers, result.rejected,
     )
     if rejects.height:
-        sample = rejects.head(5).select("sensor_id", "capture_dt", "reason").rows()
-        logger.warning("rejected readings (first %d): %s", len(sample), sample)
+        sample = [f"{sid} at {dt}: {why}" for sid, dt, why in rejects.head(5).select("sensor_id", "capture_dt", "reason").rows()]
+        logger.warning("%d readings rejected, e.g. %s", rejects.height, "; ".join(sample))
     return LoadReport(rows.height, good.height, rejects.height, outliers)

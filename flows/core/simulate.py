@@ -19,6 +19,7 @@ def readings(
     null_share: float = 0.01,
     seed: int = 7,
     hot_locations: int = 0,
+    prefix: str = "LOC",
 ) -> pl.DataFrame:
     """One reading per location every `every_seconds` in [start, end).
 
@@ -44,7 +45,7 @@ def readings(
 
     return pl.DataFrame(
         {
-            "loc_id": pl.Series([f"LOC{i + 1:03d}" for i in range(locations)]).gather(loc_index),
+            "loc_id": pl.Series([location_id(i, prefix) for i in range(locations)]).gather(loc_index),
             "capture_dt": pl.Series(seconds * 1_000_000).cast(pl.Duration("us")) + start,
             "temperature": with_nulls(temperature),
             "humidity": with_nulls(humidity),
@@ -52,6 +53,11 @@ def readings(
         },
         schema=RAW_SCHEMA,
     )
+
+
+def location_id(index: int, prefix: str = "LOC") -> str:
+    """The id `readings` gives its index-th location (0-based): LOC001, LOC002, ..."""
+    return f"{prefix}{index + 1:03d}"
 
 
 def hours_before(now: datetime, hours: int) -> tuple[datetime, datetime]:
