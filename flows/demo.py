@@ -106,8 +106,7 @@ async def run_demo(
     else:
         summary.where = "the databases of --source-url / --target-url"
 
-    t0 = time.perf_counter()
-    say("creating blocks and the flet_montrg schema")
+    say("creating blocks and the flet_montrg schema (the first call starts Prefect)")
     for block, url in ((SOURCE_BLOCK, source_url), (TARGET_BLOCK, target_url), (DEVICE_BLOCK, source_url)):
         await create_block(block, url)
     async with open_database(SOURCE_BLOCK) as iot, open_database(TARGET_BLOCK) as hq:
@@ -123,6 +122,7 @@ async def run_demo(
         now = plant_now()
         end = now.replace(minute=0, second=0, microsecond=0)  # the current hour starts here
         floor, silent = await _start_floor(cfg, now)
+        t0 = time.perf_counter()
         try:
             await _seed_master(iot, cfg, floor.port, silent.port)
             say(f"seeding {cfg.history_days} days of history for {cfg.locations} locations")
