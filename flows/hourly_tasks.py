@@ -23,7 +23,7 @@ from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import alerts as alerts_table
 from flows.core.schema import etl_watermark, temperature, temperature_raw, thresholds
-from flows.core.settings import plant_now
+from flows.core.settings import plant_now, retry_backoff_seconds
 from flows.core.windows import Window
 
 TRANSIENT_ERRORS = (ConnectionError, OSError, asyncio.TimeoutError, OperationalError, InterfaceError)
@@ -50,7 +50,7 @@ def retry_on_connection_error(task, task_run, state) -> bool:  # noqa: ARG001 - 
 
 RETRYING = dict(
     retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_delay_seconds=exponential_backoff(backoff_factor=retry_backoff_seconds()),
     retry_jitter_factor=0.2,
     retry_condition_fn=retry_on_connection_error,
     cache_policy=NO_CACHE,

@@ -7,6 +7,7 @@ change it without code changes:
 | --- | --- | --- |
 | MONTRG_PLANT_TZ | Asia/Seoul | the plant's time zone; raw capture_dt and ymd/hh are plant local time |
 | MONTRG_SCHEMA | flet_montrg | the schema of the pipeline's tables (a database on MariaDB; none on SQLite) |
+| MONTRG_RETRY_BACKOFF_S | 5 | first wait before a task retries a lost connection (then x2, x4) |
 """
 
 from __future__ import annotations
@@ -50,3 +51,15 @@ def check_identifier(name: str, where: str) -> str:
             "(letters, digits and underscores, not starting with a digit, at most 63 characters)"
         )
     return name
+
+
+def retry_backoff_seconds() -> float:
+    """First retry delay after a lost connection (MONTRG_RETRY_BACKOFF_S, default 5 s)."""
+    raw = os.environ.get("MONTRG_RETRY_BACKOFF_S", "5")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"MONTRG_RETRY_BACKOFF_S={raw!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise ValueError(f"MONTRG_RETRY_BACKOFF_S={raw!r} must be 0..3600")
+    return value

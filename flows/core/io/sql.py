@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -39,6 +40,7 @@ from flows.core.settings import plant_now, schema_name
 from flows.core.windows import HOUR, Window
 
 BATCH_ROWS = 5_000
+LOCK_TIMEOUT_S = 600
 
 
 class SourceDataError(ValueError):
@@ -86,6 +88,33 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def locked_transaction(db: Database, name: str) -> AsyncIterator[AsyncConnection]:
+    """A transaction that holds the database-wide lock `name` while it runs.
+
+    Writers of the same table take the same lock, so two overlapping runs (two hourly runs of the
+    same hours, a backfill beside the hourly job, duplicated sensor_collect runs) take turns
+    instead of deadlocking on each other's rows. PostgreSQL: a transaction-level advisory lock;
+    MariaDB: GET_LOCK, released after the transaction; SQLite has one writer anyway.
+    """
+    key = f"montrg:{db.schema or 'main'}:{name}"
+    async with db.engine.connect() as conn:
+        if db.dialect == "mysql":
+            got = (await conn.execute(text("SELECT GET_LOCK(:k, :t)"), {"k": key[:64], "t": LOCK_TIMEOUT_S})).scalar()
+            await conn.commit()
+            if got != 1:
+                raise TimeoutError(f"{db.describe()}: lock {key!r} not granted within {LOCK_TIMEOUT_S} s")
+        try:
+            async with conn.begin():
+                if db.dialect == "postgresql":
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+                yield conn
+        finally:
+            if db.dialect == "mysql" and not conn.invalidated:
+                await conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": key[:64]})
+                await conn.commit()
 
 
 async def ping(db: Database) -> str:
@@ -225,7 +254,7 @@ async def write_readings(
     for m in MEASURES:  # NaN cannot be stored faithfully everywhere; refuse it by name
         if good[m].is_nan().any():
             raise SourceDataError(f"{db.describe()}: {m} holds NaN; store NULL for a missing reading")
-    async with db.engine.begin() as conn:
+    async with locked_transaction(db, "temperature_raw") as conn:
         written = await _write_raw(conn, good, replace)
         rejected = 0
         if rejects is not None and rejects.height:
@@ -344,7 +373,7 @@ async def upsert_hourly(db: Database, hourly: pl.DataFrame, window: Window, calc
     readings changes nothing. Rows of the target outside `hourly` are never touched.
     """
     hourly = hourly.cast(hourly_schema())  # type: ignore[arg-type]
-    async with db.engine.begin() as conn:
+    async with locked_transaction(db, "temperature") as conn:
         existing = await read_hourly(db, window, conn)
         changed = hourly.join(existing, on=list(HOURLY_COLUMNS), how="anti", nulls_equal=True)
         n_new = changed.join(existing.select(KEYS), on=list(KEYS), how="anti").height
@@ -548,7 +577,7 @@ async def record_alerts(db: Database, breaches: pl.DataFrame, hours: pl.DataFram
     if hours.is_empty():
         return AlertChanges(breaches.clear(), 0)
     lo, hi = hours["alert_time"].min(), hours["alert_time"].max()
-    async with db.engine.begin() as conn:
+    async with locked_transaction(db, "alerts") as conn:
         rows = (
             await conn.execute(
                 select(t.c.alert_id, *(t.c[k] for k in keys), t.c.status)
