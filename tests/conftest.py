@@ -17,6 +17,7 @@ from tests.helpers import unique
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("MONTRG_RETRY_BACKOFF_S", "0.2")  # retries in tests: quick, but real
 
 PG_ADMIN_URL = os.environ.get("MONTRG_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 MARIADB_URL = os.environ.get("MONTRG_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
