@@ -8,6 +8,7 @@ mysql/mariadb -> mysql+asyncmy, sqlite -> sqlite+aiosqlite.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ _ASYNC_DRIVERS = {
     "mariadb+aiomysql": "mysql+aiomysql",
     "sqlite": "sqlite+aiosqlite",
 }
+_BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 _SUPPORTED = {"postgresql+asyncpg", "mysql+asyncmy", "mysql+aiomysql", "sqlite+aiosqlite"}
 
 
@@ -70,6 +72,8 @@ def block_from_url(url: str | URL):
 
 async def create_block(name: str, url: str | URL, overwrite: bool = True) -> str:
     """Save block `name` for `url`; returns the URL with the password hidden, for display."""
+    if not _BLOCK_NAME.fullmatch(name):
+        raise ValueError(f"block name {name!r} is not valid: lowercase letters, digits and dashes (e.g. pg-fdw-v1-iot)")
     block = block_from_url(url)
     await block.save(name, overwrite=overwrite)
     return async_url(url).render_as_string(hide_password=True)
@@ -81,6 +85,8 @@ async def load_database(name: str) -> "Database":
 
     from flows.core.io.sql import Database
 
+    if not isinstance(name, str) or not _BLOCK_NAME.fullmatch(name):
+        raise ValueError(f"block name {name!r} is not valid: lowercase letters, digits and dashes (e.g. pg-fdw-v1-iot)")
     try:
         block = await AsyncSqlAlchemyConnector.load(name)
     except ValueError as exc:

@@ -99,10 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         return args.func(args)
-    except (ValueError, LookupError, RuntimeError, ConnectionError) as exc:
-        print(f"montrg: error: {exc}", file=sys.stderr)
+    except (ValueError, LookupError, RuntimeError, OSError, SQLAlchemyError) as exc:
+        message = getattr(exc, "orig", None) or exc  # the driver's own words, without the SQL echo
+        print(f"montrg: error: {type(message).__name__}: {message}", file=sys.stderr)
         return 2
 
 

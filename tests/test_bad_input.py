@@ -52,6 +52,11 @@ async def test_bad_chunk_and_lookback_are_named():
         await temperature_etl(hour=datetime(2024, 1, 1), lookback_hours=-1)
 
 
+async def test_malformed_block_name_is_named_before_any_work():
+    with pytest.raises(ValueError, match=r"block name 'IoT DB; drop' is not valid"):
+        await temperature_etl(hour=datetime(2024, 1, 31, 5), source_block="IoT DB; drop")
+
+
 async def test_unknown_block_is_named(sqlite_pair):
     source, _ = sqlite_pair
     with pytest.raises(BlockNotFound, match=r"database block 'no-such-block' does not exist.*montrg blocks create"):
