@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import polars as pl
@@ -202,6 +202,7 @@ class RunReport:
 
     window: str
     chunks: list[ChunkReport]
+    children: list[dict[str, str]] = field(default_factory=list)  # chunks run on the pool (fan_out)
 
     @property
     def totals(self) -> dict[str, int | float]:
@@ -209,4 +210,6 @@ class RunReport:
         return {k: round(sum(getattr(c, k) for c in self.chunks), 3) for k in keys}
 
     def table(self) -> list[dict[str, object]]:
+        if self.children:
+            return list(self.children)
         return [asdict(c) for c in self.chunks] + [{"window": "total", **self.totals}]

@@ -12,6 +12,7 @@ from blocks import open_database
 from flows.core.io import sql
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now, plant_tz
 from flows.core.windows import check_hours, chunks, parse_range
+from flows.fanout import run_chunks_on_pool
 from flows.hourly_tasks import RunReport, check_connections, process_chunk
 from flows.temperature_etl import JOB as ETL_JOB
 
@@ -23,6 +24,8 @@ async def temperature_backfill(
     chunk_hours: int = 24,
     source_block: str = DEFAULT_SOURCE_BLOCK,
     target_block: str = DEFAULT_TARGET_BLOCK,
+    fan_out: bool = False,
+    max_parallel: int = 4,
 ) -> RunReport:
     """Re-aggregate the hourly table for a range, chunk by chunk, touching nothing outside it.
 
@@ -37,13 +40,24 @@ async def temperature_backfill(
         chunk_hours: Hours per chunk (one read, one transaction); memory grows with it.
         source_block: Database block of the IoT database (raw readings).
         target_block: Database block of the HQ database (hourly aggregates).
+        fan_out: Hand the chunks to the work pool as child runs of this deployment, so several
+            workers share a big backfill; off: all chunks in this run.
+        max_parallel: With fan_out, the most chunks running at once.
     """
     window = parse_range(start, end, plant_now(), plant_tz())
     check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
+    check_hours(max_parallel, "max_parallel", 1, 64)
     logger = get_run_logger()
     pieces = chunks(window, chunk_hours)
     logger.info("backfill %s (plant time): %d hours in %d chunks", window, window.hours, len(pieces))
     report = RunReport(str(window), [])
+    if fan_out:
+        params = dict(chunk_hours=chunk_hours, source_block=source_block, target_block=target_block, fan_out=False)
+        report.children = await run_chunks_on_pool(
+            pieces, lambda p: {"start": p.start.isoformat(), "end": p.end.isoformat(), **params}, max_parallel, "temperature-backfill"
+        )
+        await acreate_table_artifact(key="temperature-backfill-summary", table=report.table(), description=f"temperature-backfill {window}, fanned out")
+        return report
     async with open_database(source_block) as source, open_database(target_block) as target:
         await check_connections(source, target)
         progress = await acreate_progress_artifact(

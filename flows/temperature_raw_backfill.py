@@ -15,6 +15,7 @@ from flows.core.io import sql
 from flows.core.schema import device_table as device_table_def
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, plant_now, plant_tz
 from flows.core.windows import check_hours, chunks, parse_range
+from flows.fanout import run_chunks_on_pool
 from flows.raw_tasks import LoadReport, check_raw_tables, load_readings
 from flows.temperature_raw_etl import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE
 
@@ -30,7 +31,9 @@ async def temperature_raw_backfill(
     value_columns: dict[str, str] = readings.DEFAULT_VALUE_COLUMNS,
     limits: dict[str, list[float]] | None = None,
     outlier_mads: float | None = None,
-) -> list[LoadReport]:
+    fan_out: bool = False,
+    max_parallel: int = 4,
+) -> list[LoadReport] | list[dict[str, str]]:
     """Reload the device table's readings whose capture_dt lies in a range, chunk by chunk.
 
     Range rules as temperature_backfill: dates are whole days with `end` inclusive, datetimes
@@ -48,6 +51,8 @@ async def temperature_raw_backfill(
         value_columns: Which text column holds each measure.
         limits: Physical limits per measure as [low, high].
         outlier_mads: Off when empty; else the outlier filter's width in MADs.
+        fan_out: Hand the chunks to the work pool as child runs of this deployment.
+        max_parallel: With fan_out, the most chunks running at once.
     """
     window = parse_range(start, end, plant_now(), plant_tz())
     check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
@@ -55,8 +60,17 @@ async def temperature_raw_backfill(
     bounds = readings.check_limits(limits or {})
     table = device_table_def(device_table)
     source = f"device:{device_block}/{device_table}"
+    check_hours(max_parallel, "max_parallel", 1, 64)
     logger = get_run_logger()
     pieces = chunks(window, chunk_hours)
+    if fan_out:
+        params = dict(
+            chunk_hours=chunk_hours, device_block=device_block, device_table=device_table, source_block=source_block,
+            value_columns=columns, limits={m: list(b) for m, b in bounds.items()}, outlier_mads=outlier_mads, fan_out=False,
+        )
+        return await run_chunks_on_pool(
+            pieces, lambda p: {"start": p.start.isoformat(), "end": p.end.isoformat(), **params}, max_parallel, "temperature-raw-backfill"
+        )
     reports: list[LoadReport] = []
     async with open_database(source_block) as iot, open_database(device_block) as device:
         await check_raw_tables(iot, device, table)

@@ -1,0 +1,23 @@
+# The image the Docker work pool runs: the project without its test extras, as a non-root user.
+# BASE_IMAGE defaults to the official Prefect image matching the pinned prefect; where no registry
+# is reachable, build deployments/local-base-image.sh and pass --build-arg BASE_IMAGE=local/pybase:bookworm.
+ARG BASE_IMAGE=prefecthq/prefect:3.9.1-python3.11
+FROM ${BASE_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+WORKDIR /opt/flet-montrg
+
+# dependencies first (cached while only the code changes), into a venv that reuses the base's packages
+COPY pyproject.toml README.md ./
+RUN python3 -m venv --system-site-packages /opt/venv \
+    && mkdir -p flows blocks deployments && touch flows/__init__.py blocks/__init__.py deployments/__init__.py \
+    && pip install --no-cache-dir . \
+    && pip uninstall --yes flet-montrg
+
+COPY flows ./flows
+COPY blocks ./blocks
+COPY deployments ./deployments
+RUN pip install --no-cache-dir --no-deps . \
+    && useradd --create-home --uid 10001 montrg
+USER montrg
