@@ -5,7 +5,7 @@
 | MONTRG_IMAGE | flet-montrg | image name |
 | MONTRG_IMAGE_TAG | latest | image tag |
 | MONTRG_REGISTRY | (none) | registry prefix, e.g. registry.plant.local:5000; none = build only, no push |
-| MONTRG_BASE_IMAGE | (Dockerfile's: prefecthq/prefect:3.9.1-python3.11) | base image |
+| MONTRG_BASE_IMAGE | (Dockerfile's: prefecthq/prefect:3.9.1-python3.11) | base image; used as it is, not pulled |
 | MONTRG_DOCKER_BUILD_NETWORK | (Docker's default) | network of the build containers, e.g. host |
 
 prefect-docker's steps take their image name literally, and prefect.yaml's `{{ $VAR }}` has no
@@ -31,6 +31,8 @@ def build_image(dockerfile: str = "Dockerfile", **build_kwargs: Any) -> dict[str
     buildargs = dict(build_kwargs.pop("buildargs", None) or {})
     if os.environ.get("MONTRG_BASE_IMAGE"):
         buildargs["BASE_IMAGE"] = os.environ["MONTRG_BASE_IMAGE"]
+        # a base given by name may be local only (built without a registry): use it, do not pull
+        build_kwargs.setdefault("pull", False)
     if os.environ.get("MONTRG_DOCKER_BUILD_NETWORK"):
         build_kwargs["network_mode"] = os.environ["MONTRG_DOCKER_BUILD_NETWORK"]
     return build_docker_image(
