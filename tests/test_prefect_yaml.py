@@ -31,3 +31,18 @@ def test_hourly_schedule_is_seoul_on_the_hour():
     hourly = next(d for d in deployments() if d["entrypoint"].endswith(":temperature_etl"))
     assert hourly["schedules"] == [{"cron": "0 * * * *", "timezone": "Asia/Seoul"}]
     assert hourly["concurrency_limit"] == 1
+
+
+def test_compose_stack_and_ci_workflow_use_prefect_yaml_as_it_is():
+    pools = {d["work_pool"]["name"] for d in deployments()}
+    compose = yaml.safe_load((ROOT / "deployments" / "compose.yaml").read_text())
+    assert pools == {"montrg-docker"} and "--pool montrg-docker" in compose["services"]["worker"]["command"]
+    workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    assert "make test" in workflow and "prefect --no-prompt deploy --all" in workflow
+
+
+def test_every_flow_of_the_contract_is_deployed():
+    import flows
+
+    deployed = {d["entrypoint"].split(":")[1] for d in deployments()}
+    assert deployed == set(flows.__all__)
