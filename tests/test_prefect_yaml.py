@@ -30,7 +30,7 @@ def test_entrypoints_resolve_to_flows_and_parameters_exist():
 def test_hourly_schedule_is_seoul_on_the_hour():
     hourly = next(d for d in deployments() if d["entrypoint"].endswith(":temperature_etl"))
     assert hourly["schedules"] == [{"cron": "0 * * * *", "timezone": "Asia/Seoul"}]
-    assert hourly["concurrency_limit"] == 1
+    assert hourly["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
 
 
 def test_compose_stack_and_ci_workflow_use_prefect_yaml_as_it_is():
