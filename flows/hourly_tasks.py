@@ -7,7 +7,9 @@ task with its own log lines, retried with backoff when a database connection fai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -91,26 +93,53 @@ async def check_connections(source: Database, target: Database) -> None:
         logger.info("%s answers (%s), tables present", db.describe(), version.split(" on ")[0])
 
 
-@task(name="extract-raw", task_run_name="extract-raw {window}", **RETRYING)
-async def extract_raw(source: Database, window: Window) -> pl.DataFrame:
-    """The raw readings of `window` from the source."""
+@dataclass
+class Extracted:
+    """What extract read: raw rows (to aggregate here) or the source's partial aggregates."""
+
+    kind: str  # "raw" or "partial"
+    frame: pl.DataFrame
+    raw_rows: int
+
+
+PUSHDOWN_DIALECTS = ("postgresql", "mysql")
+
+
+@task(name="extract", task_run_name="extract {window}", **RETRYING)
+async def extract(source: Database, window: Window, pushdown: bool | None = None) -> Extracted:
+    """The window's readings from the source: aggregated in the source where it can (PostgreSQL,
+    MariaDB: per location and hour max/min/sum/count), else the raw rows (SQLite)."""
     started = time.perf_counter()
-    raw = await sql.read_raw(source, window)
+    use_pushdown = source.dialect in PUSHDOWN_DIALECTS if pushdown is None else pushdown
+    if use_pushdown:
+        partial = await sql.read_partial_hourly(source, window)
+        if aggregate.partial_is_finite(partial):
+            extracted = Extracted("partial", partial, int(partial["sample_count"].sum() or 0))
+        else:  # some value is NaN or infinite: read the raw rows, which name the culprits
+            raw = await sql.read_raw(source, window)
+            extracted = Extracted("raw", raw, raw.height)
+    else:
+        raw = await sql.read_raw(source, window)
+        extracted = Extracted("raw", raw, raw.height)
     get_run_logger().info(
-        "read %d raw rows of %s from %s in %.2f s",
-        raw.height, window, source.describe(), time.perf_counter() - started,
+        "read %d raw rows of %s from %s (%s) in %.2f s",
+        extracted.raw_rows, window, source.describe(),
+        "aggregated in the source" if extracted.kind == "partial" else "raw rows", time.perf_counter() - started,
     )
-    return raw
+    return extracted
 
 
 @task(name="aggregate-hourly", task_run_name="aggregate-hourly {window}", cache_policy=NO_CACHE)
-async def aggregate_hourly(raw: pl.DataFrame, window: Window) -> pl.DataFrame:
+async def aggregate_hourly(extracted: Extracted, window: Window) -> pl.DataFrame:
     """Per location and hour: max, avg, min and count of each measure."""
-    hourly = aggregate.hourly(raw)
+    if extracted.kind == "partial":
+        hourly = aggregate.finish_partial(extracted.frame)
+    else:
+        hourly = aggregate.hourly(extracted.frame)
     bad = validate.bad_hourly_values(hourly)
     if bad.height:
         raise TargetValidationError(validate.describe(bad, f"aggregated rows of {window} break an invariant"))
-    get_run_logger().info("aggregated %d raw rows into %d location-hours", raw.height, hourly.height)
+    get_run_logger().info("aggregated %d raw rows into %d location-hours", extracted.raw_rows, hourly.height)
     return hourly
 
 
@@ -171,14 +200,17 @@ async def evaluate_alerts(target: Database, hourly: pl.DataFrame, window: Window
     return changes
 
 
-async def process_chunk(source: Database, target: Database, window: Window, with_alerts: bool = False) -> ChunkReport:
+async def process_chunk(
+    source: Database, target: Database, window: Window, with_alerts: bool = False, extracted: Extracted | None = None
+) -> ChunkReport:
     """extract -> aggregate -> upsert -> validate (-> alerts) for one window; returns what it did."""
     started = time.perf_counter()
-    raw = await extract_raw(source, window)
-    if raw.is_empty():
+    if extracted is None:
+        extracted = await extract(source, window)
+    if extracted.raw_rows == 0:
         get_run_logger().info("no raw rows in %s: nothing to write", window)
         return ChunkReport(str(window), 0, 0, 0, 0, 0, round(time.perf_counter() - started, 3))
-    hourly = await aggregate_hourly(raw, window)
+    hourly = await aggregate_hourly(extracted, window)
     result = await upsert_hourly(target, hourly, window)
     await validate_hourly(target, hourly, window)
     opened = resolved = 0
@@ -186,7 +218,7 @@ async def process_chunk(source: Database, target: Database, window: Window, with
         changes = await evaluate_alerts(target, hourly, window)
         opened, resolved = changes.opened.height, changes.resolved
     report = ChunkReport(
-        str(window), raw.height, hourly.height, result.inserted, result.updated, result.unchanged,
+        str(window), extracted.raw_rows, hourly.height, result.inserted, result.updated, result.unchanged,
         round(time.perf_counter() - started, 3), opened, resolved,
     )
     get_run_logger().info(
@@ -194,6 +226,31 @@ async def process_chunk(source: Database, target: Database, window: Window, with
         window, report.raw_rows, report.groups, report.inserted, report.updated, report.seconds,
     )
     return report
+
+
+async def process_chunks(
+    source: Database,
+    target: Database,
+    pieces: list[Window],
+    with_alerts: bool = False,
+    after_each: Callable[[int, ChunkReport], Awaitable[None]] | None = None,
+) -> list[ChunkReport]:
+    """Process `pieces` in order, reading chunk n+1 while chunk n is written and validated."""
+    reports: list[ChunkReport] = []
+    ahead: asyncio.Task | None = None
+    try:
+        for number, piece in enumerate(pieces):
+            extracted = await ahead if ahead is not None else await extract(source, piece)
+            ahead = asyncio.ensure_future(extract(source, pieces[number + 1])) if number + 1 < len(pieces) else None
+            reports.append(await process_chunk(source, target, piece, with_alerts, extracted))
+            if after_each is not None:
+                await after_each(number + 1, reports[-1])
+    finally:
+        if ahead is not None and not ahead.done():
+            ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await ahead
+    return reports
 
 
 @dataclass

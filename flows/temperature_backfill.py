@@ -13,7 +13,7 @@ from flows.core.io import sql
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now, plant_tz
 from flows.core.windows import check_hours, chunks, parse_range
 from flows.fanout import run_chunks_on_pool
-from flows.hourly_tasks import RunReport, check_connections, process_chunk
+from flows.hourly_tasks import RunReport, check_connections, process_chunks
 from flows.temperature_etl import JOB as ETL_JOB
 
 
@@ -63,11 +63,13 @@ async def temperature_backfill(
         progress = await acreate_progress_artifact(
             progress=0.0, key="temperature-backfill", description=f"temperature-backfill {window}"
         )
-        for number, piece in enumerate(pieces, start=1):
-            report.chunks.append(await process_chunk(source, target, piece))
+
+        async def progressed(number: int, _chunk) -> None:
             done = 100.0 * number / len(pieces)
             await aupdate_progress_artifact(progress, done)
             logger.info("progress: chunk %d of %d done (%.0f%%)", number, len(pieces), done)
+
+        report.chunks = await process_chunks(source, target, pieces, after_each=progressed)
         await sql.extend_watermark(target, ETL_JOB, window.start, window.end, plant_now())
     await acreate_table_artifact(
         key="temperature-backfill-summary", table=report.table(), description=f"temperature-backfill {window}"

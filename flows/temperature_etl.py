@@ -13,7 +13,7 @@ from blocks import open_database
 from flows.core.io import sql
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now, plant_tz
 from flows.core.windows import HOUR, Window, check_hours, chunks, etl_window
-from flows.hourly_tasks import RunReport, check_connections, process_chunk
+from flows.hourly_tasks import RunReport, check_connections, process_chunks
 
 JOB = "temperature-etl"
 
@@ -67,9 +67,7 @@ async def temperature_etl(
                     watermark.isoformat(), window.start.isoformat(),
                 )
         logger.info("window %s (plant time), %d hours", window, window.hours)
-        report = RunReport(str(window), [])
-        for piece in chunks(window, chunk_hours):
-            report.chunks.append(await process_chunk(source, target, piece, with_alerts=True))
+        report = RunReport(str(window), await process_chunks(source, target, chunks(window, chunk_hours), with_alerts=True))
         if scheduled:
             await sql.extend_watermark(target, JOB, window.start, window.end, plant_now(), create=True)
     await acreate_table_artifact(

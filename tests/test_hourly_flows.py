@@ -148,3 +148,23 @@ async def test_scheduled_run_catches_up_missed_hours(pair):
     expected = await reference(source, watermark, last_full + timedelta(hours=1))
     assert_matches_reference(stored, expected)
     assert await sql.get_watermark(target.db, "temperature-etl") == last_full + timedelta(hours=1)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+async def test_pushdown_and_raw_paths_give_equal_results(kind, pg_url, mariadb_url):
+    """The source's partial aggregates, finished in Polars, equal Polars over the raw rows."""
+    from flows.core import aggregate
+    from flows.core.windows import Window
+
+    if kind == "mariadb":
+        mariadb_url()
+    source = await make_db(await pg_url() if kind == "postgresql" else mariadb_url(), unique("t-iot-"))
+    try:
+        await seed(source, scenario.rows())
+        window = Window(scenario.RANGE_START, scenario.RANGE_END)
+        pushed = aggregate.finish_partial(await sql.read_partial_hourly(source.db, window))
+        raw = aggregate.hourly(await sql.read_raw(source.db, window))
+        assert_matches_reference(pushed, raw)
+        assert_matches_reference(pushed, await reference(source, scenario.RANGE_START, scenario.RANGE_END))
+    finally:
+        await source.db.dispose()

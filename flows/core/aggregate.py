@@ -56,3 +56,41 @@ def hourly(raw: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         .sort(KEYS)
         .collect()
     )
+
+
+# ---- partial aggregates: computed by the source database (pushdown), finished here
+
+PARTIAL_COLUMNS = (
+    "loc_id",
+    "hour",
+    "sample_count",
+    *(f"{m}_{stat}" for m in MEASURES for stat in ("max", "min", "sum", "count")),
+)
+
+
+def finish_partial(partial: pl.DataFrame) -> pl.DataFrame:
+    """Hourly rows from per (loc_id, hour) max, min, sum and count computed by the source.
+
+    The same values as `hourly` over the raw rows: avg = sum / count over non-null readings,
+    rounded alike; an all-null measure gets nulls and a count of 0.
+    """
+    hour = pl.col("hour").cast(pl.Datetime("us"))
+    out = partial.with_columns(
+        *(
+            pl.when(pl.col(f"{m}_count") > 0)
+            .then((pl.col(f"{m}_sum") / pl.col(f"{m}_count")).round(AVG_DECIMALS))
+            .alias(f"{m}_avg")
+            for m in MEASURES
+        ),
+        *(pl.col(f"{m}_count").cast(pl.Int64) for m in MEASURES),
+        pl.col("sample_count").cast(pl.Int64),
+        hour.dt.strftime("%Y%m%d").alias("ymd"),
+        hour.dt.strftime("%H").alias("hh"),
+    )
+    return out.select(HOURLY_COLUMNS).sort(KEYS)
+
+
+def partial_is_finite(partial: pl.DataFrame) -> bool:
+    """False when a sum, max or min is NaN or infinite: some raw value is not a finite number."""
+    stats = [f"{m}_{s}" for m in MEASURES for s in ("max", "min", "sum")]
+    return not partial.select(pl.any_horizontal(~pl.col(c).is_finite() for c in stats).any()).item()

@@ -16,14 +16,30 @@ from datetime import datetime
 from decimal import Decimal
 
 import polars as pl
-from sqlalchemy import Boolean, Column, DateTime, Double, Integer, MetaData, Table, and_, func, inspect, or_, select, text, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    Integer,
+    MetaData,
+    Table,
+    and_,
+    func,
+    inspect,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from flows.core.aggregate import HOURLY_COLUMNS, KEYS, RAW_SCHEMA
+from flows.core.aggregate import HOURLY_COLUMNS, KEYS, PARTIAL_COLUMNS, RAW_SCHEMA
 from flows.core.alerts import ALERT_KEYS
 from flows.core.schema import (
     MEASURES,
@@ -168,6 +184,40 @@ async def _read_raw_adbc(db: Database, window: Window) -> pl.DataFrame:
     df = (await read_adbc(db, query, "reading raw rows")).cast(RAW_SCHEMA)  # type: ignore[arg-type]
     _check_raw(df, f"{db.describe()}: {db.qualified(t)}")
     return df
+
+
+async def read_partial_hourly(db: Database, window: Window) -> pl.DataFrame:
+    """Per (loc_id, hour): row count, and max, min, sum, count of each measure, computed by the
+    source (PostgreSQL, MariaDB) so that only a few thousand rows travel instead of millions.
+
+    PostgreSQL groups on date_trunc (a hash aggregate) with work_mem raised for this transaction
+    only, so the groups stay in memory instead of spilling sorts to disk.
+    """
+    t = temperature_raw
+    if db.dialect == "postgresql":
+        hour = func.date_trunc("hour", t.c.capture_dt)
+    else:
+        zero = literal_column("0")  # literal, so SELECT and GROUP BY carry the same expression
+        hour = func.timestamp(func.date(t.c.capture_dt), func.maketime(func.hour(t.c.capture_dt), zero, zero))
+    stats = []
+    for m in MEASURES:
+        col = t.c[m]
+        stats += [func.max(col).label(f"{m}_max"), func.min(col).label(f"{m}_min"),
+                  func.sum(col).label(f"{m}_sum"), func.count(col).label(f"{m}_count")]
+    query = (
+        select(t.c.loc_id, hour.label("hour"), func.count().label("sample_count"), *stats)
+        .where(t.c.capture_dt >= window.start, t.c.capture_dt < window.end)
+        .group_by(t.c.loc_id, hour)
+    )
+    async with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        rows = (await conn.execute(query)).all()
+    schema = {c: (pl.String if c == "loc_id" else pl.Datetime("us") if c == "hour" else
+                  pl.Int64 if c.endswith("count") else pl.Float64) for c in PARTIAL_COLUMNS}
+    return pl.DataFrame(
+        [[float(v) if isinstance(v, Decimal) else v for v in row] for row in rows], schema=schema, orient="row"
+    )
 
 
 def _literal(value: datetime) -> str:
