@@ -39,7 +39,9 @@ server: $(VENV)/.installed-run
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache
 
+# Benchmarks against the machine's PostgreSQL; each prints its table (about 8 minutes in all).
 bench: $(VENV)/.installed-run
+	$(BIN)/python bench/hourly.py
 	$(BIN)/python bench/backfill_day.py seed
 	$(BIN)/python bench/backfill_day.py run
 	$(BIN)/python bench/raw_ingest.py raw-etl

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -228,6 +229,9 @@ async def process_chunk(
     return report
 
 
+READ_AHEAD = 2  # chunks read while one is written: the source aggregates two at once (2 cores)
+
+
 async def process_chunks(
     source: Database,
     target: Database,
@@ -235,21 +239,25 @@ async def process_chunks(
     with_alerts: bool = False,
     after_each: Callable[[int, ChunkReport], Awaitable[None]] | None = None,
 ) -> list[ChunkReport]:
-    """Process `pieces` in order, reading chunk n+1 while chunk n is written and validated."""
+    """Process `pieces` in order, reading the next READ_AHEAD chunks while one is written."""
     reports: list[ChunkReport] = []
-    ahead: asyncio.Task | None = None
+    ahead: deque[asyncio.Future] = deque()
+    queued = 0
     try:
         for number, piece in enumerate(pieces):
-            extracted = await ahead if ahead is not None else await extract(source, piece)
-            ahead = asyncio.ensure_future(extract(source, pieces[number + 1])) if number + 1 < len(pieces) else None
+            while queued < len(pieces) and len(ahead) < READ_AHEAD + 1:
+                ahead.append(asyncio.ensure_future(extract(source, pieces[queued])))
+                queued += 1
+            extracted = await ahead.popleft()
             reports.append(await process_chunk(source, target, piece, with_alerts, extracted))
             if after_each is not None:
                 await after_each(number + 1, reports[-1])
     finally:
-        if ahead is not None and not ahead.done():
-            ahead.cancel()
+        for pending in ahead:
+            pending.cancel()
+        for pending in ahead:
             with contextlib.suppress(BaseException):
-                await ahead
+                await pending
     return reports
 
 

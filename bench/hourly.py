@@ -1,0 +1,312 @@
+"""Benchmark of the hourly aggregation against the seed's ways, PostgreSQL -> PostgreSQL.
+
+    python bench/hourly.py            # everything: data (cached), a Prefect server, the table
+    python bench/hourly.py one WAY SIZE   # one measured run in this process (used internally)
+
+Data: 200 locations every 10 s with realistic values and some NULLs, 1M and 10M rows (10M is
+about 5.8 days), in their own source databases; the target is a separate database. For each
+size, three repetitions of:
+  A      the seed's SQL (TO_CHAR ymd/hh, MAX/AVG, GROUP BY) in the source, the result upserted
+  B      the seed's hook pattern: per hour, fetch the rows, aggregate in Python, executemany upsert
+  flow   temperature_backfill over the whole range, as a Prefect flow run (Prefect included)
+each in a fresh process (so peak RSS is its own), the target emptied before each run. Ratios to A
+are taken within each repetition, then the median. Then temperature_etl for one hour (with its
+3-hour look-back): its data path alone and the whole flow run on the running server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PG = os.environ.get("MONTRG_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+LOCATIONS = 200
+START = datetime(2024, 3, 1)
+SIZES = {"1M": 1_000_000, "10M": 10_000_000}
+REPEATS = int(os.environ.get("MONTRG_BENCH_REPEATS", "3"))
+TARGET = "montrg_bench_hq"
+
+
+def source_db(size: str) -> str:
+    return f"montrg_bench_src_{size.lower()}"
+
+
+def block(db: str) -> str:
+    return db.replace("_", "-")
+
+
+def span(size: str) -> tuple[datetime, datetime]:
+    steps = SIZES[size] // LOCATIONS
+    return START, START + timedelta(seconds=10 * steps)
+
+
+# ------------------------------------------------------------------ set-up (run once, cached)
+
+
+async def ensure_data() -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from blocks import create_block, load_database
+    from flows.core import simulate
+    from flows.core.schema import init_schema
+
+    admin = create_async_engine(f"{PG}/postgres".replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        have = set((await conn.execute(text("SELECT datname FROM pg_database"))).scalars())
+        for db in [*(source_db(s) for s in SIZES), TARGET]:
+            if db not in have:
+                await conn.execute(text(f"CREATE DATABASE {db}"))
+    await admin.dispose()
+    for db in [*(source_db(s) for s in SIZES), TARGET]:
+        await create_block(block(db), f"{PG}/{db}")
+        d = await load_database(block(db))
+        async with d.engine.begin() as conn:
+            await conn.run_sync(init_schema, d.schema)
+        await d.dispose()
+    for size, rows in SIZES.items():
+        d = await load_database(block(source_db(size)))
+        async with d.engine.connect() as conn:
+            count = (await conn.execute(text("SELECT count(*) FROM flet_montrg.temperature_raw"))).scalar_one()
+        if count != rows:
+            print(f"generating {rows:,} raw rows ({size}) ...", flush=True)
+            started = time.perf_counter()
+            lo, hi = span(size)
+            async with d.engine.begin() as conn:
+                await conn.execute(text("TRUNCATE flet_montrg.temperature_raw"))
+            day = lo
+            while day < hi:
+                chunk = simulate.readings(LOCATIONS, day, min(day + timedelta(days=1), hi), null_share=0.01, seed=day.toordinal())
+                async with d.engine.begin() as conn:
+                    pg = (await conn.get_raw_connection()).driver_connection
+                    await pg.copy_records_to_table("temperature_raw", schema_name="flet_montrg", records=chunk.iter_rows(), columns=chunk.columns)
+                day += timedelta(days=1)
+            async with d.engine.connect() as conn:
+                await conn.execute(text("ANALYZE flet_montrg.temperature_raw"))
+                await conn.commit()
+            print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+        await d.dispose()
+
+
+# ------------------------------------------------------------------ the ways, one run each
+
+
+async def way_a(size: str) -> int:
+    """The seed's SQL in the source; its result upserted into the target."""
+    import asyncpg
+
+    lo, hi = span(size)
+    src = await asyncpg.connect(f"{PG}/{source_db(size)}")
+    rows = await src.fetch(
+        "SELECT loc_id, TO_CHAR(capture_dt, 'YYYYMMDD') AS ymd, TO_CHAR(capture_dt, 'HH24') AS hh, "
+        "MAX(temperature), AVG(temperature), MAX(humidity), AVG(humidity), MAX(pcv_temperature), AVG(pcv_temperature) "
+        "FROM flet_montrg.temperature_raw WHERE capture_dt >= $1 AND capture_dt < $2 "
+        "GROUP BY loc_id, TO_CHAR(capture_dt, 'YYYYMMDD'), TO_CHAR(capture_dt, 'HH24')", lo, hi,
+    )
+    await src.close()
+    await upsert_contract_rows([tuple(r) for r in rows])
+    return len(rows)
+
+
+async def way_b(size: str) -> int:
+    """The seed's hook pattern: per hour, fetch rows, aggregate in Python, executemany upsert."""
+    import asyncpg
+
+    lo, hi = span(size)
+    src = await asyncpg.connect(f"{PG}/{source_db(size)}")
+    written = 0
+    hour = lo
+    while hour < hi:
+        rows = await src.fetch(
+            "SELECT loc_id, temperature, humidity, pcv_temperature FROM flet_montrg.temperature_raw "
+            "WHERE capture_dt >= $1 AND capture_dt < $2", hour, hour + timedelta(hours=1),
+        )
+        groups: dict[str, list[list[float]]] = {}
+        for loc, *vals in rows:
+            lists = groups.setdefault(loc, [[], [], []])
+            for i, v in enumerate(vals):
+                if v is not None:
+                    lists[i].append(v)
+        out = []
+        for loc, lists in groups.items():
+            stats = []
+            for values in lists:
+                stats += [max(values), sum(values) / len(values)] if values else [None, None]
+            out.append((loc, hour.strftime("%Y%m%d"), hour.strftime("%H"), *stats))
+        await upsert_contract_rows(out)
+        written += len(out)
+        hour += timedelta(hours=1)
+    await src.close()
+    return written
+
+
+async def upsert_contract_rows(rows: list[tuple]) -> None:
+    import asyncpg
+
+    tgt = await asyncpg.connect(f"{PG}/{TARGET}")
+    await tgt.executemany(
+        "INSERT INTO flet_montrg.temperature (loc_id, ymd, hh, temperature_max, temperature_avg, humidity_max, "
+        "humidity_avg, pcv_temperature_max, pcv_temperature_avg, sample_count) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0) ON CONFLICT (loc_id, ymd, hh) DO UPDATE SET "
+        "temperature_max = EXCLUDED.temperature_max, temperature_avg = EXCLUDED.temperature_avg, "
+        "humidity_max = EXCLUDED.humidity_max, humidity_avg = EXCLUDED.humidity_avg, "
+        "pcv_temperature_max = EXCLUDED.pcv_temperature_max, pcv_temperature_avg = EXCLUDED.pcv_temperature_avg",
+        [tuple(float(v) if v is not None and not isinstance(v, str) else v for v in r) for r in rows],
+    )
+    await tgt.close()
+
+
+async def way_flow(size: str) -> int:
+    from flows import temperature_backfill
+
+    lo, hi = span(size)
+    report = await temperature_backfill(
+        start=lo.isoformat(), end=hi.isoformat(), source_block=block(source_db(size)), target_block=block(TARGET)
+    )
+    return int(report.totals["groups"])
+
+
+async def one(way: str, size: str) -> None:
+    """One measured run in this process; prints JSON (seconds, groups written, peak RSS)."""
+    import asyncpg
+
+    tgt = await asyncpg.connect(f"{PG}/{TARGET}")
+    await tgt.execute("TRUNCATE flet_montrg.temperature")
+    await tgt.close()
+    fn = {"A": way_a, "B": way_b, "flow": way_flow}[way]
+    if way == "flow":
+        import flows  # noqa: F401 - importing Prefect (~2.5 s) is start-up, not the backfill
+    started = time.perf_counter()
+    groups = await fn(size)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "groups": groups, "rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------ temperature_etl, one hour
+
+
+async def hourly_job() -> list[tuple[str, float]]:
+    from blocks import load_database
+    from flows import temperature_etl
+    from flows.core import aggregate
+    from flows.core.io import sql
+    from flows.core.settings import plant_now
+    from flows.core.windows import etl_window
+    from zoneinfo import ZoneInfo
+
+    hour = START + timedelta(days=3, hours=14)
+    window = etl_window(hour, hour, 3, ZoneInfo("Asia/Seoul"))
+    src, tgt = await load_database(block(source_db("10M"))), await load_database(block(TARGET))
+    path, flow = [], []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        partial = await sql.read_partial_hourly(src, window)
+        hourly = aggregate.finish_partial(partial)
+        await sql.upsert_hourly(tgt, hourly, window, plant_now())
+        stored = await sql.read_hourly(tgt, window)
+        assert stored.height >= hourly.height
+        path.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await temperature_etl(hour=hour, source_block=block(source_db("10M")), target_block=block(TARGET))
+        flow.append(time.perf_counter() - started)
+    await src.dispose()
+    await tgt.dispose()
+    rows = int(partial["sample_count"].sum())
+    return [(f"data path ({rows:,} raw rows, {window.hours} hours)", statistics.median(path)),
+            ("whole flow run, running server", statistics.median(flow))]
+
+
+# ------------------------------------------------------------------ driver
+
+
+def measured(way: str, size: str, env: dict[str, str]) -> dict:
+    done = subprocess.run([sys.executable, __file__, "one", way, size], env=env, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{way} {size} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def start_server(env: dict[str, str]) -> subprocess.Popen | None:
+    if env.get("PREFECT_API_URL"):
+        return None
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = ROOT / "bench-data" / "prefect-home"
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1)
+            return server
+        except OSError:
+            time.sleep(1)
+    server.kill()
+    raise RuntimeError("the Prefect server did not start")
+
+
+def main() -> None:
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    server = start_server(env)
+    os.environ.update(env)
+    try:
+        asyncio.run(ensure_data())
+        for size, rows in SIZES.items():
+            results: dict[str, list[dict]] = {"A": [], "B": [], "flow": []}
+            ratios: dict[str, list[float]] = {"B": [], "flow": []}
+            for rep in range(REPEATS):
+                for way in ("A", "B", "flow"):
+                    results[way].append(measured(way, size, env))
+                    print(f"  {size} rep {rep + 1} {way}: {results[way][-1]['seconds']:.2f} s", flush=True)
+                for way in ratios:
+                    ratios[way].append(results[way][-1]["seconds"] / results["A"][-1]["seconds"])
+            print(f"\nbackfill of {rows:,} raw rows ({LOCATIONS} locations at 10 s), PostgreSQL -> PostgreSQL, median of {REPEATS}")
+            print(f"{'way':<46}{'s':>8}{'rows/s':>12}{'peak RSS MB':>13}{'x A':>7}")
+            names = {"A": "A: the seed's SQL, result upserted", "B": "B: the seed's hook pattern (per hour)",
+                     "flow": "temperature_backfill flow (pushdown)"}
+            for way, runs in results.items():
+                s = statistics.median(r["seconds"] for r in runs)
+                rss = max(r["rss_mb"] for r in runs)
+                ratio = 1.0 if way == "A" else statistics.median(ratios[way])
+                print(f"{names[way]:<46}{s:>8.2f}{rows / s:>12,.0f}{rss:>13.0f}{ratio:>7.2f}")
+            print()
+        print(f"temperature_etl for one hour (200 locations, look-back 3 h), median of {REPEATS}")
+        for label, seconds in asyncio.run(hourly_job()):
+            print(f"  {label:<52}{seconds:>8.3f} s")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "one":
+        asyncio.run(one(sys.argv[2], sys.argv[3]))
+    elif len(sys.argv) == 1:
+        main()
+    else:
+        sys.exit(__doc__)
