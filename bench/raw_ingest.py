@@ -53,7 +53,6 @@ async def raw_etl() -> None:
 
     from flows import temperature_raw_etl
     from flows.core import simulate
-    from flows.core.io import sql
     from flows.core.schema import device_table, sensors
 
     iot = await init("montrg-bench-raw-iot", await fresh_database("montrg_bench_raw_iot"))

@@ -6,7 +6,6 @@ from typing import Literal
 
 from prefect import flow, task
 from prefect.artifacts import acreate_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from blocks import open_database

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.helpers import unique
+from tests.helpers import Db, make_db, unique
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -94,3 +94,28 @@ def sqlite_url(tmp_path) -> Callable[[], str]:
         return f"sqlite+aiosqlite:///{tmp_path / unique('db_')}.db"
 
     return make
+
+
+@pytest.fixture
+async def db_pair(pg_url, mariadb_url, sqlite_url) -> AsyncIterator[Callable[[str], object]]:
+    """Factory: `await db_pair("postgresql->mariadb")` -> (source, target) test databases with
+    blocks saved and the schema created; disposed after the test (the databases are dropped by
+    their own fixtures). MariaDB sets MONTRG_SCHEMA first, which every database then uses."""
+    made: list[Db] = []
+
+    async def make(spec: str) -> tuple[Db, Db]:
+        kinds = spec.split("->")
+        if "mariadb" in kinds:
+            mariadb_url()
+        out = []
+        for role, kind in zip(("iot", "hq"), kinds):
+            url = await pg_url() if kind == "postgresql" else mariadb_url() if kind == "mariadb" else sqlite_url()
+            out.append(await make_db(url, unique(f"t-{role}-")))
+            made.append(out[-1])
+        return out[0], out[1]
+
+    try:
+        yield make  # type: ignore[misc]
+    finally:
+        for d in made:
+            await d.db.dispose()

@@ -12,25 +12,14 @@ from sqlalchemy import insert, text
 from flows import temperature_etl
 from flows.core.io import sql
 from flows.core.schema import thresholds
-from tests.helpers import make_db, query, unique
+from tests.helpers import query
 
 HOUR = datetime(2024, 3, 1, 10)
 
 
 @pytest.fixture(params=["postgresql->postgresql", "postgresql->mariadb"])
-async def alert_pair(request, pg_url, mariadb_url):
-    kinds = request.param.split("->")
-    if "mariadb" in kinds:
-        mariadb_url()
-    made = []
-    try:
-        for role, kind in zip(("iot", "hq"), kinds):
-            made.append(await make_db(await pg_url() if kind == "postgresql" else mariadb_url(), unique(f"t-{role}-")))
-        yield tuple(made)
-    finally:
-        for d in made:
-            await d.db.dispose()
-
+async def alert_pair(request, db_pair):
+    return await db_pair(request.param)
 
 def readings(values: dict[str, list[float]]) -> pl.DataFrame:
     rows = [

@@ -17,13 +17,8 @@ from tests.helpers import make_db, query, unique
 
 
 @pytest.fixture
-async def sqlite_pair(sqlite_url):
-    source = await make_db(sqlite_url(), unique("t-iot-"))
-    target = await make_db(sqlite_url(), unique("t-hq-"))
-    yield source, target
-    await source.db.dispose()
-    await target.db.dispose()
-
+async def sqlite_pair(db_pair):
+    return await db_pair("sqlite->sqlite")
 
 async def test_start_after_end_fails_before_any_work():
     with pytest.raises(ValueError, match=r"start=2024-02-01 is not before end=2024-01-31"):

@@ -17,7 +17,7 @@ import pytest
 
 from flows.core.io import sql
 from tests import scenario
-from tests.helpers import assert_matches_reference, make_db, reference, target_rows, unique
+from tests.helpers import assert_matches_reference, reference, target_rows
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,12 +78,8 @@ async def wait_final(run_id: str, timeout: float = 600):
 
 
 @pytest.fixture
-async def databases(pg_url):
-    made = [await make_db(await pg_url(), unique(f"t-{role}-")) for role in ("iot", "hq")]
-    yield tuple(made)
-    for d in made:
-        await d.db.dispose()
-
+async def databases(db_pair):
+    return await db_pair("postgresql->postgresql")
 
 async def test_backfill_runs_to_completion_in_a_container(deployed, databases):
     source, target = databases

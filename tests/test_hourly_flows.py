@@ -17,26 +17,9 @@ PAIRS = ["postgresql->postgresql", "mariadb->postgresql", "postgresql->mariadb",
 
 
 @pytest.fixture(params=PAIRS)
-async def pair(request, pg_url, mariadb_url, sqlite_url):
+async def pair(request, db_pair):
     """(source, target) test databases of one dialect pair, schema created, blocks saved."""
-    kinds = request.param.split("->")
-    if "mariadb" in kinds:
-        mariadb_url()  # sets MONTRG_SCHEMA, which every database of the test then uses
-    made = []
-    try:
-        for role, kind in zip(("iot", "hq"), kinds):
-            if kind == "postgresql":
-                url = await pg_url()
-            elif kind == "sqlite":
-                url = sqlite_url()
-            else:
-                url = mariadb_url()
-            made.append(await make_db(url, unique(f"t-{role}-")))
-        yield tuple(made)
-    finally:
-        for d in made:
-            await d.db.dispose()
-
+    return await db_pair(request.param)
 
 async def seed(source, df: pl.DataFrame) -> None:
     assert await sql.insert_raw(source.db, df) == df.height

@@ -10,27 +10,15 @@ from sqlalchemy import delete, insert, update
 from flows import master_etl
 from flows.core.schema import locations, sensors, thresholds
 from flows.master_etl import MasterDataError
-from tests.helpers import make_db, query, unique
+from tests.helpers import query
 
 REGISTERS = json.dumps({"temperature": {"address": 1, "type": "float32", "scale": 1.0, "word_order": "big"}})
 
 
 @pytest.fixture(params=["postgresql->postgresql", "mariadb->postgresql", "postgresql->mariadb"])
-async def master_pair(request, pg_url, mariadb_url):
+async def master_pair(request, db_pair):
     """(source, target); MariaDB is used on one side, as both would share its one schema."""
-    kinds = request.param.split("->")
-    if "mariadb" in kinds:
-        mariadb_url()  # sets MONTRG_SCHEMA before any database is created
-    made = []
-    try:
-        for role, kind in zip(("iot", "hq"), kinds):
-            url = await pg_url() if kind == "postgresql" else mariadb_url()
-            made.append(await make_db(url, unique(f"t-{role}-")))
-        yield tuple(made)
-    finally:
-        for d in made:
-            await d.db.dispose()
-
+    return await db_pair(request.param)
 
 async def seed_master(db) -> None:
     async with db.engine.begin() as conn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import MetaData, insert, text, update
+from sqlalchemy import MetaData, insert, text
 
 from flows import temperature_raw_backfill, temperature_raw_etl
 from flows.core.io import sql

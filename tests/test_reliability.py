@@ -6,7 +6,6 @@ Each test asserts exact table contents after recovery, against SQL GROUP BY in t
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -21,33 +20,18 @@ from flows.core.io import sql
 from flows.core.settings import plant_now
 from flows.core.simulate import readings
 from tests import scenario
-from tests.helpers import assert_matches_reference, make_db, query, reference, target_rows, unique
+from tests.helpers import assert_matches_reference, query, reference, target_rows
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(params=["postgresql->postgresql", "postgresql->mariadb"])
-async def pair(request, pg_url, mariadb_url):
-    kinds = request.param.split("->")
-    if "mariadb" in kinds:
-        mariadb_url()
-    made = []
-    try:
-        for role, kind in zip(("iot", "hq"), kinds):
-            made.append(await make_db(await pg_url() if kind == "postgresql" else mariadb_url(), unique(f"t-{role}-")))
-        yield tuple(made)
-    finally:
-        for d in made:
-            await d.db.dispose()
-
+async def pair(request, db_pair):
+    return await db_pair(request.param)
 
 @pytest.fixture
-async def pg_pair(pg_url):
-    made = [await make_db(await pg_url(), unique(f"t-{role}-")) for role in ("iot", "hq")]
-    yield tuple(made)
-    for d in made:
-        await d.db.dispose()
-
+async def pg_pair(db_pair):
+    return await db_pair("postgresql->postgresql")
 
 async def execute(d, *statements: str) -> None:
     async with d.db.engine.begin() as conn:

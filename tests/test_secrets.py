@@ -8,7 +8,6 @@ import subprocess
 import sys
 from datetime import datetime
 
-import pytest
 from sqlalchemy import MetaData, insert, text
 
 from blocks import create_block, load_database
