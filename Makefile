@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test test-fast install bench server clean
+.PHONY: demo test test-fast install bench server lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ demo: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -ra
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -ra -m "not slow"

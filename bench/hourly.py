@@ -203,13 +203,14 @@ def peak_rss_mb() -> float:
 
 
 async def hourly_job() -> list[tuple[str, float]]:
+    from zoneinfo import ZoneInfo
+
     from blocks import load_database
     from flows import temperature_etl
     from flows.core import aggregate
     from flows.core.io import sql
     from flows.core.settings import plant_now
     from flows.core.windows import etl_window
-    from zoneinfo import ZoneInfo
 
     hour = START + timedelta(days=3, hours=14)
     window = etl_window(hour, hour, 3, ZoneInfo("Asia/Seoul"))

@@ -79,7 +79,7 @@ async def create_block(name: str, url: str | URL, overwrite: bool = True) -> str
     return async_url(url).render_as_string(hide_password=True)
 
 
-async def load_database(name: str) -> "Database":
+async def load_database(name: str) -> Database:
     """The Database behind block `name`; raises BlockNotFound naming it when it does not exist."""
     from prefect_sqlalchemy import AsyncSqlAlchemyConnector
 
@@ -100,7 +100,7 @@ async def load_database(name: str) -> "Database":
 
 
 @asynccontextmanager
-async def open_database(name: str) -> AsyncIterator["Database"]:
+async def open_database(name: str) -> AsyncIterator[Database]:
     """Load block `name` and dispose of its connections on exit."""
     db = await load_database(name)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -51,7 +51,7 @@ async def test_alerts_are_exact_once_and_resolve_when_corrected(alert_pair):
             {"threshold_id": 5, "threshold_type": "temperature", "level": "red", "min_value": 0.0, "max_value": 1.0, "is_active": False},
         ]])
     await sql.insert_raw(source.db, readings({"COOL": [20.0, 21.0], "HOT": [25.0, 33.0], "HOTTER": [25.0, 36.0], "HOT2": [36.0]}))
-    since = datetime.now(timezone.utc)  # events are stamped when emitted, on this machine's clock
+    since = datetime.now(UTC)  # events are stamped when emitted, on this machine's clock
 
     first = await run_hour(source, target)
     again = await run_hour(source, target)

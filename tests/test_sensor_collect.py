@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert
@@ -81,7 +81,7 @@ async def test_collects_exact_decoded_readings_and_survives_bad_devices(floor):
 
 async def test_overlapping_runs_store_each_reading_once(floor):
     """Two runs of the same window (a retried or duplicated scheduled run) poll the same cycles."""
-    window = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=3)
+    window = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
     args = dict(interval_seconds=1, duration_seconds=2, timeout_seconds=0.5, window_start=window, source_block=floor.block)
     first, second = await asyncio.gather(sensor_collect(**args), sensor_collect(**args))
 

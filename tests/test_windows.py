@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +22,7 @@ NOW = datetime(2024, 3, 10, 14, 25)  # plant local
         ("2024-01-01 05:30", "2024-01-01T06:10:00", (datetime(2024, 1, 1, 5), datetime(2024, 1, 1, 7))),
         # aware datetimes are converted to plant time; naive and aware mixed in one run
         ("2024-01-01T00:00:00+00:00", datetime(2024, 1, 1, 12), (datetime(2024, 1, 1, 9), datetime(2024, 1, 1, 12))),
-        (datetime(2024, 1, 1, tzinfo=timezone.utc), "2024-01-01", (datetime(2024, 1, 1, 9), datetime(2024, 1, 2))),
+        (datetime(2024, 1, 1, tzinfo=UTC), "2024-01-01", (datetime(2024, 1, 1, 9), datetime(2024, 1, 2))),
         # reaching into the future: stops at the last full hour
         ("2024-03-10", "2024-03-31", (datetime(2024, 3, 10), datetime(2024, 3, 10, 14))),
     ],
@@ -37,7 +37,7 @@ def test_start_after_end_names_both():
 
 
 def test_etl_window_uses_the_scheduled_time_in_plant_time():
-    scheduled = datetime(2024, 3, 10, 1, 0, 3, tzinfo=timezone.utc)  # 10:00:03 in Seoul
+    scheduled = datetime(2024, 3, 10, 1, 0, 3, tzinfo=UTC)  # 10:00:03 in Seoul
     assert etl_window(None, scheduled, 3, SEOUL) == Window(datetime(2024, 3, 10, 6), datetime(2024, 3, 10, 10))
     assert etl_window(datetime(2024, 3, 10, 7, 45), scheduled, 0, SEOUL) == Window(
         datetime(2024, 3, 10, 7), datetime(2024, 3, 10, 8)

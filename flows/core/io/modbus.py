@@ -103,7 +103,7 @@ class ModbusPoller:
     async def _poll_endpoint(self, endpoint: tuple[str, int], sensors: list[Sensor], result: PollResult) -> None:
         try:
             client = await self._client(endpoint)
-        except (OSError, asyncio.TimeoutError, ModbusException, ConnectionError) as exc:
+        except (TimeoutError, OSError, ModbusException, ConnectionError) as exc:
             for sensor in sensors:
                 result.failures[sensor.sensor_id] = f"cannot connect to {endpoint[0]}:{endpoint[1]}: {exc or type(exc).__name__}"
             return

@@ -57,7 +57,7 @@ class SimulatedEndpoint:
         self.server = ModbusTcpServer(devices, address=("127.0.0.1", self.port))
         self._task: asyncio.Task | None = None
 
-    async def start(self) -> "SimulatedEndpoint":
+    async def start(self) -> SimulatedEndpoint:
         self._task = asyncio.create_task(self.server.serve_forever())
         for _ in range(100):  # wait until it accepts connections
             with contextlib.suppress(OSError):
@@ -82,7 +82,7 @@ class SilentEndpoint:
         self.port = free_port()
         self._server: asyncio.Server | None = None
 
-    async def start(self) -> "SilentEndpoint":
+    async def start(self) -> SilentEndpoint:
         async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):
                 while await reader.read(1024):

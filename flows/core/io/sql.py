@@ -72,7 +72,7 @@ class Database:
     url: URL = field(repr=False)
 
     @classmethod
-    def from_url(cls, block: str, url: URL | str, **engine_kwargs) -> "Database":
+    def from_url(cls, block: str, url: URL | str, **engine_kwargs) -> Database:
         engine = create_async_engine(url, pool_pre_ping=True, **engine_kwargs)
         schema = None if engine.dialect.name == "sqlite" else schema_name()
         engine = engine.execution_options(schema_translate_map={SCHEMA_TOKEN: schema})
