@@ -70,8 +70,17 @@ def block_from_url(url: str | URL):
     return AsyncSqlAlchemyConnector(connection_info=components)
 
 
-async def create_block(name: str, url: str | URL, overwrite: bool = True) -> str:
-    """Save block `name` for `url`; returns the URL with the password hidden, for display."""
+async def create_block(name: str, url: str | URL, overwrite: bool = True, schema: str | None = None) -> str:
+    """Save block `name` for `url`; returns the URL with the password hidden, for display.
+
+    `schema` names the schema of the flet_montrg tables in this database when it is not
+    MONTRG_SCHEMA (kept as the URL parameter montrg_schema, which the driver never sees).
+    """
+    if schema is not None:
+        from flows.core.io.sql import SCHEMA_PARAMETER
+        from flows.core.settings import check_identifier
+
+        url = async_url(url).update_query_dict({SCHEMA_PARAMETER: check_identifier(schema, "--schema")})
     if not _BLOCK_NAME.fullmatch(name):
         raise ValueError(f"block name {name!r} is not valid: lowercase letters, digits and dashes (e.g. pg-fdw-v1-iot)")
     block = block_from_url(url)

@@ -47,7 +47,7 @@ def _blocks_create(args: argparse.Namespace) -> int:
     from blocks import create_block
 
     url = sys.stdin.readline().strip() if args.url == "-" else args.url
-    shown = asyncio.run(create_block(args.name, url, overwrite=not args.no_overwrite))
+    shown = asyncio.run(create_block(args.name, url, overwrite=not args.no_overwrite, schema=args.schema))
     print(f"saved block {args.name!r}: {shown}")
     return 0
 
@@ -84,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("name", help="block name, e.g. pg-fdw-v1-iot")
     create.add_argument("url", help="postgresql://user:pass@host:5432/db, mysql://..., sqlite:///path; '-' reads stdin")
     create.add_argument("--no-overwrite", action="store_true", help="fail if the block exists")
+    create.add_argument("--schema", help="this database's schema, if not MONTRG_SCHEMA (flet_montrg)")
     create.set_defaults(func=_blocks_create)
 
     demo = sub.add_parser("demo", help="run the whole pipeline once on a simulated floor (SQLite files by default)")

@@ -63,17 +63,21 @@ async def pg_url() -> AsyncIterator[Callable[[], str]]:
 
 
 @pytest.fixture
-async def mariadb_url(monkeypatch) -> AsyncIterator[Callable[[], str]]:
-    """Factory: MariaDB with a schema (database) of this test's own, set as MONTRG_SCHEMA.
+async def mariadb_url(monkeypatch) -> AsyncIterator[Callable[..., str]]:
+    """Factory: MariaDB with a schema (database) of this test's own; all dropped after.
 
-    On MariaDB a schema is a database, so each test gets its own name; dropped after.
+    `make()` sets MONTRG_SCHEMA to the test's schema; `make(own_schema=True)` returns a URL
+    whose montrg_schema parameter names a further one (a second database on the same server).
     """
     schemas: list[str] = []
 
-    def make() -> str:
+    def make(own_schema: bool = False) -> str:
         if not schemas:
             schemas.append(unique("montrg_test_"))
             monkeypatch.setenv("MONTRG_SCHEMA", schemas[0])
+        if own_schema:
+            schemas.append(unique("montrg_test_"))
+            return f"{MARIADB_URL}?montrg_schema={schemas[-1]}"
         return MARIADB_URL
 
     try:
@@ -82,7 +86,8 @@ async def mariadb_url(monkeypatch) -> AsyncIterator[Callable[[], str]]:
         if schemas:
             engine = create_async_engine(MARIADB_URL)
             async with engine.begin() as conn:
-                await conn.execute(text(f"DROP DATABASE IF EXISTS `{schemas[0]}`"))
+                for schema in schemas:
+                    await conn.execute(text(f"DROP DATABASE IF EXISTS `{schema}`"))
             await engine.dispose()
 
 
@@ -109,7 +114,10 @@ async def db_pair(pg_url, mariadb_url, sqlite_url) -> AsyncIterator[Callable[[st
             mariadb_url()
         out = []
         for role, kind in zip(("iot", "hq"), kinds):
-            url = await pg_url() if kind == "postgresql" else mariadb_url() if kind == "mariadb" else sqlite_url()
+            if kind == "mariadb":  # a second MariaDB database on the same server gets its own schema
+                url = mariadb_url(own_schema=role == "hq" and kinds[0] == "mariadb")
+            else:
+                url = await pg_url() if kind == "postgresql" else sqlite_url()
             out.append(await make_db(url, unique(f"t-{role}-")))
             made.append(out[-1])
         return out[0], out[1]

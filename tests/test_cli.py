@@ -84,3 +84,17 @@ async def test_db_init_upgrades_an_older_table(prefect_env, pg_url):
         row = (await conn.execute(text("SELECT temperature_max, sample_count FROM flet_montrg.temperature"))).one()
     await engine.dispose()
     assert tuple(row) == (1.5, 0)
+
+
+async def test_blocks_create_schema_option_puts_tables_in_that_schema(prefect_env, mariadb_url):
+    """IoT and HQ on one MariaDB server: the HQ block names a schema of its own."""
+    url, schema = mariadb_url(own_schema=True).split("?montrg_schema=")
+    env = {**prefect_env, "MONTRG_SCHEMA": os.environ["MONTRG_SCHEMA"]}
+    name = unique("t-hq-")
+    created = montrg(env, "blocks", "create", name, url, "--schema", schema)
+    initialised = montrg(env, "db", "init", "--block", name)
+    bad = montrg(env, "blocks", "create", name, url, "--schema", "hq; drop")
+
+    assert created.returncode == 0 and f"montrg_schema={schema}" in created.stdout
+    assert initialised.returncode == 0 and f"created schema {schema}" in initialised.stdout
+    assert bad.returncode == 2 and "'hq; drop' is not a valid identifier" in bad.stderr

@@ -13,7 +13,7 @@ from flows.core.settings import plant_now
 from tests import scenario
 from tests.helpers import assert_matches_reference, make_db, query, reference, target_rows, unique
 
-PAIRS = ["postgresql->postgresql", "mariadb->postgresql", "postgresql->mariadb", "sqlite->sqlite"]
+PAIRS = ["postgresql->postgresql", "mariadb->postgresql", "postgresql->mariadb", "mariadb->mariadb", "sqlite->sqlite"]
 
 
 @pytest.fixture(params=PAIRS)

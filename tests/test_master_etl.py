@@ -15,9 +15,9 @@ from tests.helpers import query
 REGISTERS = json.dumps({"temperature": {"address": 1, "type": "float32", "scale": 1.0, "word_order": "big"}})
 
 
-@pytest.fixture(params=["postgresql->postgresql", "mariadb->postgresql", "postgresql->mariadb"])
+@pytest.fixture(params=["postgresql->postgresql", "mariadb->postgresql", "postgresql->mariadb", "mariadb->mariadb"])
 async def master_pair(request, db_pair):
-    """(source, target); MariaDB is used on one side, as both would share its one schema."""
+    """(source, target); on one MariaDB server the HQ database has a schema of its own."""
     return await db_pair(request.param)
 
 async def seed_master(db) -> None:

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -52,10 +52,11 @@ from flows.core.schema import (
     temperature_raw_reject,
     thresholds,
 )
-from flows.core.settings import plant_now, schema_name
+from flows.core.settings import check_identifier, plant_now, schema_name
 from flows.core.windows import HOUR, Window
 
 BATCH_ROWS = 5_000
+SCHEMA_PARAMETER = "montrg_schema"  # URL query parameter: this database's schema, if not MONTRG_SCHEMA
 LOCK_TIMEOUT_S = 600
 
 
@@ -70,22 +71,27 @@ class Database:
     block: str
     engine: AsyncEngine
     url: URL = field(repr=False)
+    schema: str | None = None
 
     @classmethod
     def from_url(cls, block: str, url: URL | str, **engine_kwargs) -> Database:
+        """The database at `url`. Its tables live in MONTRG_SCHEMA, unless the URL names another
+        schema with the query parameter `montrg_schema` (e.g. IoT and HQ on one MariaDB server,
+        where a schema is a database); that parameter is ours and is not passed to the driver."""
+        url = make_url(url) if isinstance(url, str) else url
+        override = url.query.get(SCHEMA_PARAMETER)
+        url = url.difference_update_query([SCHEMA_PARAMETER])
         engine = create_async_engine(url, pool_pre_ping=True, **engine_kwargs)
-        schema = None if engine.dialect.name == "sqlite" else schema_name()
+        schema = None
+        if engine.dialect.name != "sqlite":
+            schema = check_identifier(str(override), SCHEMA_PARAMETER) if override else schema_name()
         engine = engine.execution_options(schema_translate_map={SCHEMA_TOKEN: schema})
-        return cls(block=block, engine=engine, url=engine.url)
+        return cls(block=block, engine=engine, url=engine.url, schema=schema)
 
     @property
     def dialect(self) -> str:
         """'postgresql', 'mysql' (MariaDB too) or 'sqlite'."""
         return self.engine.dialect.name
-
-    @property
-    def schema(self) -> str | None:
-        return None if self.dialect == "sqlite" else schema_name()
 
     def describe(self) -> str:
         """Block name and where it points, password hidden."""
