@@ -67,8 +67,15 @@ async def floor(pg_url):
         await iot.db.dispose()
 
 
+def soon(seconds: float = 2) -> datetime:
+    """A window start far enough ahead that no cycle is skipped while the run starts up."""
+    return datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=seconds)
+
+
 async def test_collects_exact_decoded_readings_and_survives_bad_devices(floor):
-    report = await sensor_collect(interval_seconds=1, duration_seconds=3, timeout_seconds=0.5, source_block=floor.block)
+    report = await sensor_collect(
+        interval_seconds=1, duration_seconds=3, timeout_seconds=0.5, window_start=soon(), source_block=floor.block
+    )
 
     stored = await query(floor, "SELECT loc_id, capture_dt, temperature, humidity, pcv_temperature FROM flet_montrg.temperature_raw")
     assert report.cycles == 3 and stored.height == 3 * GOOD == report.written
@@ -101,6 +108,8 @@ async def test_fails_only_when_no_sensor_answers(pg_url):
                 registers=json.dumps({"temperature": {"address": 1, "type": "float32"}}),
             ))
         with pytest.raises(RuntimeError, match="no sensor answered in 2 cycles"):
-            await sensor_collect(interval_seconds=0.5, duration_seconds=1, timeout_seconds=0.2, source_block=iot.block)
+            await sensor_collect(
+                interval_seconds=0.5, duration_seconds=1, timeout_seconds=0.2, window_start=soon(), source_block=iot.block
+            )
     finally:
         await iot.db.dispose()
