@@ -209,35 +209,26 @@ async def read_device_rows(
     db: Database, table: Table, column: str, after: datetime | None, until: datetime | None
 ) -> pl.DataFrame:
     """Device rows with after < `column` <= until (either bound may be None), oldest first."""
-    if db.dialect == "postgresql":
-        where = [f"{column} > {_literal(after)}" if after else "", f"{column} <= {_literal(until)}" if until else ""]
-        return await _read_device_adbc(db, table, " AND ".join(w for w in where if w) or "TRUE", column)
     col = table.c[column]
-    query = select(*table.c).order_by(col)
-    if after is not None:
-        query = query.where(col > after)
-    if until is not None:
-        query = query.where(col <= until)
-    async with db.engine.connect() as conn:
-        return _device_frame(table, (await conn.execute(query)).all())
+    conditions = [c for c in (col > after if after else None, col <= until if until else None) if c is not None]
+    return await _read_device(db, table, conditions, col)
 
 
 async def read_device_range(db: Database, table: Table, start: datetime, end: datetime) -> pl.DataFrame:
-    """Device rows with capture_dt in [start, end)."""
-    if db.dialect == "postgresql":
-        where = f"capture_dt >= {_literal(start)} AND capture_dt < {_literal(end)}"
-        return await _read_device_adbc(db, table, where, "capture_dt")
+    """Device rows with capture_dt in [start, end), oldest first."""
     col = table.c.capture_dt
+    return await _read_device(db, table, [col >= start, col < end], col)
+
+
+async def _read_device(db: Database, table: Table, conditions: list, order) -> pl.DataFrame:
+    """One query, run through ADBC straight into Polars on PostgreSQL, through SQLAlchemy elsewhere."""
+    query = select(*table.c).where(*conditions).order_by(order)
+    if db.dialect == "postgresql":  # bound values are datetimes only: rendered as literals by the dialect
+        text = str(query.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
+        df = await read_adbc(db, text, "reading the device table")
+        return df.cast(_device_schema(table))  # type: ignore[arg-type]
     async with db.engine.connect() as conn:
-        return _device_frame(table, (await conn.execute(select(*table.c).where(col >= start, col < end))).all())
-
-
-async def _read_device_adbc(db: Database, table: Table, where: str, order: str) -> pl.DataFrame:
-    prep = db.engine.dialect.identifier_preparer
-    name = prep.quote(table.name) if table.schema is None else f"{prep.quote_schema(table.schema)}.{prep.quote(table.name)}"
-    cols = ", ".join(prep.quote(c.name) for c in table.c)
-    df = await read_adbc(db, f"SELECT {cols} FROM {name} WHERE {where} ORDER BY {prep.quote(order)}", "reading the device table")
-    return df.cast(_device_schema(table))  # type: ignore[arg-type]
+        return _device_frame(table, (await conn.execute(query)).all())
 
 
 def _device_schema(table: Table) -> dict[str, pl.DataType]:
