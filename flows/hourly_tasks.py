@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
 import polars as pl
@@ -19,6 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
+from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from flows.core import aggregate, alerts, validate
@@ -44,7 +45,7 @@ def is_transient(exc: BaseException | None) -> bool:
     """True for errors a retry can cure: lost or refused connections, not bad data or SQL."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, sql.SourceDataError)
+    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 def retry_on_connection_error(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
@@ -73,25 +74,31 @@ class ChunkReport:
     alerts_resolved: int = 0
 
 
+async def require_tables(db: Database, tables: Iterable[Table]) -> str:
+    """`db` answers and holds `tables`; returns its version. Raises ConnectionError (retried) when it
+    does not answer, MissingTableError naming the block, the tables and the command that creates them."""
+    try:
+        version = await sql.ping(db)
+        missing = await sql.missing_tables(db, tables)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        raise ConnectionError(f"{db.describe()} does not answer: {db.redact(str(exc))}") from None
+    if missing:
+        where = f"{db.schema}." if db.schema else ""
+        raise MissingTableError(
+            f"{db.describe()}: missing table(s) {', '.join(where + m for m in missing)}; "
+            f"create them with: montrg db init --block {db.block}"
+        )
+    return version.split(" on ")[0]
+
+
 @task(name="check-connections", **RETRYING)
 async def check_connections(source: Database, target: Database) -> None:
     """Both databases answer and hold the tables this job needs."""
-    logger = get_run_logger()
     for db, tables in ((source, [temperature_raw]), (target, [temperature, etl_watermark, thresholds, alerts_table])):
-        try:
-            version = await sql.ping(db)
-            missing = await sql.missing_tables(db, tables)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            raise ConnectionError(f"{db.describe()} does not answer: {db.redact(str(exc))}") from None
-        if missing:
-            where = f"{db.schema}." if db.schema else ""
-            raise MissingTableError(
-                f"{db.describe()}: missing table(s) {', '.join(where + m for m in missing)}; "
-                f"create them with: montrg db init --block {db.block}"
-            )
-        logger.info("%s answers (%s), tables present", db.describe(), version.split(" on ")[0])
+        version = await require_tables(db, tables)
+        get_run_logger().info("%s answers (%s), tables present", db.describe(), version)
 
 
 @dataclass
@@ -271,7 +278,8 @@ class RunReport:
 
     @property
     def totals(self) -> dict[str, int | float]:
-        keys = ("raw_rows", "groups", "inserted", "updated", "unchanged", "seconds", "alerts_opened", "alerts_resolved")
+        """Every numeric field of ChunkReport, summed over the chunks."""
+        keys = [f.name for f in fields(ChunkReport) if f.name != "window"]
         return {k: round(sum(getattr(c, k) for c in self.chunks), 3) for k in keys}
 
     def table(self) -> list[dict[str, object]]:

@@ -13,7 +13,7 @@ from flows.core import master, validate
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now
-from flows.hourly_tasks import RETRYING, MissingTableError
+from flows.hourly_tasks import RETRYING, require_tables
 
 MASTER_TABLES = [spec.table for spec in master.MASTER_TABLES]
 
@@ -26,12 +26,7 @@ class MasterDataError(ValueError):
 async def check_master_tables(source: Database, target: Database) -> None:
     """Both databases answer and hold the three master tables."""
     for db in (source, target):
-        missing = await sql.missing_tables(db, MASTER_TABLES)
-        if missing:
-            raise MissingTableError(
-                f"{db.describe()}: missing table(s) {', '.join(missing)}; "
-                f"create them with: montrg db init --block {db.block}"
-            )
+        await require_tables(db, MASTER_TABLES)
 
 
 @task(name="plan-master-changes", **RETRYING)

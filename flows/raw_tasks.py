@@ -9,14 +9,14 @@ from datetime import datetime
 import polars as pl
 from prefect import task
 from prefect.logging import get_run_logger
-from sqlalchemy import Table
+from sqlalchemy import Table, inspect
 
 from flows.core import readings
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import etl_watermark, sensors, temperature_raw, temperature_raw_reject
 from flows.core.settings import plant_now
-from flows.hourly_tasks import RETRYING, MissingTableError
+from flows.hourly_tasks import RETRYING, MissingTableError, require_tables
 
 RAW_TABLES = [temperature_raw, temperature_raw_reject, sensors, etl_watermark]
 
@@ -32,18 +32,12 @@ class LoadReport:
 @task(name="check-raw-tables", **RETRYING)
 async def check_raw_tables(iot: Database, device: Database | None = None, table: Table | None = None) -> None:
     """The IoT database (and the device table, when given) answer and hold the needed tables."""
-    checks: list[tuple[Database, list[str], str]] = [
-        (iot, await sql.missing_tables(iot, RAW_TABLES), f"montrg db init --block {iot.block}")
-    ]
+    await require_tables(iot, RAW_TABLES)
     if device is not None and table is not None:
         async with device.engine.connect() as conn:
-            from sqlalchemy import inspect
-
             have = await conn.run_sync(lambda c: inspect(c).has_table(table.name, schema=table.schema))
-        checks.append((device, [] if have else [table.fullname], "check the device_table parameter"))
-    for db, missing, hint in checks:
-        if missing:
-            raise MissingTableError(f"{db.describe()}: missing table(s) {', '.join(missing)}; {hint}")
+        if not have:
+            raise MissingTableError(f"{device.describe()}: missing table {table.fullname}; check the device_table parameter")
 
 
 @task(name="load-readings", **RETRYING)
