@@ -11,42 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import statistics
 import sys
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
-PG = os.environ.get("MONTRG_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import create_databases, init_block, peak_rss_mb  # noqa: E402
+
 DAY = datetime(2024, 1, 15)
 LOCATIONS = 200
 BLOCKS = {"iot": "montrg-bench-iot", "hq": "montrg-bench-hq"}
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 async def seed() -> None:
     from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
 
-    from blocks import create_block, open_database
+    from blocks import open_database
     from flows.core import simulate
     from flows.core.io import sql
-    from flows.core.schema import init_schema
 
-    admin = create_async_engine(f"{PG}/postgres".replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        for role in BLOCKS:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS montrg_bench_{role} WITH (FORCE)"))
-            await conn.execute(text(f"CREATE DATABASE montrg_bench_{role}"))
-    await admin.dispose()
+    await create_databases([f"montrg_bench_{role}" for role in BLOCKS])
     for role, block in BLOCKS.items():
-        await create_block(block, f"{PG}/montrg_bench_{role}")
-        async with open_database(block) as db:
-            async with db.engine.begin() as conn:
-                await conn.run_sync(init_schema, db.schema)
+        await (await init_block(block, f"montrg_bench_{role}")).dispose()
     # the day, plus an hour either side that the backfill must leave alone
     raw = simulate.readings(LOCATIONS, DAY - timedelta(hours=1), DAY + timedelta(days=1, hours=1))
     started = time.perf_counter()

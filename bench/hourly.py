@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PG = os.environ.get("MONTRG_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PG, create_databases, init_block, peak_rss_mb  # noqa: E402
+
 LOCATIONS = 200
 START = datetime(2024, 3, 1)
 SIZES = {"1M": 1_000_000, "10M": 10_000_000}
@@ -54,25 +55,14 @@ def span(size: str) -> tuple[datetime, datetime]:
 
 async def ensure_data() -> None:
     from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
 
-    from blocks import create_block, load_database
+    from blocks import load_database
     from flows.core import simulate
-    from flows.core.schema import init_schema
 
-    admin = create_async_engine(f"{PG}/postgres".replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        have = set((await conn.execute(text("SELECT datname FROM pg_database"))).scalars())
-        for db in [*(source_db(s) for s in SIZES), TARGET]:
-            if db not in have:
-                await conn.execute(text(f"CREATE DATABASE {db}"))
-    await admin.dispose()
-    for db in [*(source_db(s) for s in SIZES), TARGET]:
-        await create_block(block(db), f"{PG}/{db}")
-        d = await load_database(block(db))
-        async with d.engine.begin() as conn:
-            await conn.run_sync(init_schema, d.schema)
-        await d.dispose()
+    databases = [*(source_db(s) for s in SIZES), TARGET]
+    await create_databases(databases, fresh=False)  # the generated data is kept between runs
+    for db in databases:
+        await (await init_block(block(db), db)).dispose()
     for size, rows in SIZES.items():
         d = await load_database(block(source_db(size)))
         async with d.engine.connect() as conn:
@@ -190,13 +180,6 @@ async def one(way: str, size: str) -> None:
     seconds = time.perf_counter() - started
     print(json.dumps({"seconds": seconds, "groups": groups, "rss_mb": peak_rss_mb()}))
 
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent at fork)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ------------------------------------------------------------------ temperature_etl, one hour

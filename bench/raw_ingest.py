@@ -12,39 +12,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import statistics
 import sys
 import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from pathlib import Path
 
-PG = os.environ.get("MONTRG_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import create_databases, init_block, peak_rss_mb  # noqa: E402
+
 ROWS = int(os.environ.get("MONTRG_BENCH_RAW_ROWS", "1000000"))
 LOCATIONS = 200
-
-
-async def fresh_database(name: str) -> str:
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    admin = create_async_engine(f"{PG}/postgres".replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        await conn.execute(text(f"CREATE DATABASE {name}"))
-    await admin.dispose()
-    return f"{PG}/{name}"
-
-
-async def init(block: str, url: str):
-    from blocks import create_block, load_database
-    from flows.core.schema import init_schema
-
-    await create_block(block, url)
-    db = await load_database(block)
-    async with db.engine.begin() as conn:
-        await conn.run_sync(init_schema, db.schema)
-    return db
 
 
 async def raw_etl() -> None:
@@ -55,9 +34,10 @@ async def raw_etl() -> None:
     from flows.core import simulate
     from flows.core.schema import device_table, sensors
 
-    iot = await init("montrg-bench-raw-iot", await fresh_database("montrg_bench_raw_iot"))
-    ref = await init("montrg-bench-raw-ref", await fresh_database("montrg_bench_raw_ref"))
-    device = await init("montrg-bench-device", await fresh_database("montrg_bench_device"))
+    await create_databases(["montrg_bench_raw_iot", "montrg_bench_raw_ref", "montrg_bench_device"])
+    iot = await init_block("montrg-bench-raw-iot", "montrg_bench_raw_iot")
+    ref = await init_block("montrg-bench-raw-ref", "montrg_bench_raw_ref")
+    device = await init_block("montrg-bench-device", "montrg_bench_device")
     table = device_table("dbo.temperature", MetaData())
     async with device.engine.begin() as conn:
         await conn.execute(text("CREATE SCHEMA dbo"))
@@ -86,7 +66,7 @@ async def raw_etl() -> None:
     copy_s = time.perf_counter() - t0
     await ref.dispose()
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = peak_rss_mb()
     t0 = time.perf_counter()
     reports = await temperature_raw_etl(device_block="montrg-bench-device", device_table="dbo.temperature", source_block="montrg-bench-raw-iot")
     flow_s = time.perf_counter() - t0
@@ -99,7 +79,7 @@ async def raw_etl() -> None:
     print(f"{'plain COPY of the typed rows (reference)':<44}{copy_s:>8.2f}{ROWS / copy_s:>12,.0f}")
     print(f"{'temperature_raw_etl flow (read, validate, load)':<44}{flow_s:>8.2f}{ROWS / flow_s:>12,.0f}")
     print(f"flow / COPY speed: {copy_s / flow_s:.2f}x; rows stored {stored:,} (loaded {loaded:,}); "
-          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (before the flow {rss0:.0f} MB)")
+          f"peak RSS {peak_rss_mb():.0f} MB (before the flow {rss0:.0f} MB)")
 
 
 async def collect(devices: int = 500) -> None:
@@ -114,7 +94,8 @@ async def collect(devices: int = 500) -> None:
     sims = [SimSensor(i % DEVICES_PER_ENDPOINT + 1, regs, {"temperature": 21.5, "humidity": 48.0, "pcv_temperature": 24.0}) for i in range(devices)]
     groups = [sims[i : i + DEVICES_PER_ENDPOINT] for i in range(0, devices, DEVICES_PER_ENDPOINT)]
     endpoints = [await SimulatedEndpoint(g).start() for g in groups]
-    iot = await init("montrg-bench-collect", await fresh_database("montrg_bench_collect"))
+    await create_databases(["montrg_bench_collect"])
+    iot = await init_block("montrg-bench-collect", "montrg_bench_collect")
     async with iot.engine.begin() as conn:
         await conn.execute(insert(sensors), [
             {"sensor_id": f"S{n:04d}", "loc_id": f"LOC{n:04d}", "host": "127.0.0.1", "port": ep.port,
