@@ -12,13 +12,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 
-# Reinstall only when pyproject.toml changes (uv resolves the pinned ranges in seconds).
+# Reinstall only when pyproject.toml changes (uv resolves the pinned ranges in seconds). Bytecode is
+# compiled at install: this machine sets PYTHONDONTWRITEBYTECODE, so otherwise every process would
+# compile Prefect & co. from source again (`import flows` 4.9 s instead of 2.3 s).
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e .
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[test]'
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-run

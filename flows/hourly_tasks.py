@@ -208,23 +208,68 @@ async def evaluate_alerts(target: Database, hourly: pl.DataFrame, window: Window
     return changes
 
 
+@dataclass(frozen=True)
+class Steps:
+    """The steps of one chunk: Prefect tasks (each its own task run, retried on its own) or their
+    plain functions (run inside one task run per chunk, which is retried as a whole)."""
+
+    extract: Callable[..., Awaitable[Extracted]]
+    aggregate: Callable[..., Awaitable[pl.DataFrame]]
+    upsert: Callable[..., Awaitable[sql.UpsertResult]]
+    validate: Callable[..., Awaitable[None]]
+    alerts: Callable[..., Awaitable[sql.AlertChanges]]
+
+
+STEP_TASKS = Steps(extract, aggregate_hourly, upsert_hourly, validate_hourly, evaluate_alerts)
+STEP_FUNCTIONS = Steps(*(t.fn for t in (extract, aggregate_hourly, upsert_hourly, validate_hourly, evaluate_alerts)))
+
+
+class WriteTurns:
+    """Chunks are read concurrently but written in order: chunk k writes once chunks 0..k-1 have.
+
+    A failed write does not pass the turn on (the run stops there), so whatever a failed run leaves
+    behind is a prefix of whole chunks; a retried chunk takes its turn again.
+    """
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, number: int):
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._next >= number)
+        yield
+        async with self._changed:
+            self._next = max(self._next, number + 1)
+            self._changed.notify_all()
+
+
 async def process_chunk(
-    source: Database, target: Database, window: Window, with_alerts: bool = False, extracted: Extracted | None = None
+    source: Database,
+    target: Database,
+    window: Window,
+    with_alerts: bool = False,
+    steps: Steps = STEP_TASKS,
+    number: int = 0,
+    turns: WriteTurns | None = None,
 ) -> ChunkReport:
-    """extract -> aggregate -> upsert -> validate (-> alerts) for one window; returns what it did."""
+    """extract -> aggregate -> upsert -> validate (-> alerts) for one window; returns what it did.
+
+    With `turns`, the read runs at once and the writes wait for chunk `number`'s turn."""
     started = time.perf_counter()
-    if extracted is None:
-        extracted = await extract(source, window)
-    if extracted.raw_rows == 0:
-        get_run_logger().info("no raw rows in %s: nothing to write", window)
-        return ChunkReport(str(window), 0, 0, 0, 0, 0, round(time.perf_counter() - started, 3))
-    hourly = await aggregate_hourly(extracted, window)
-    result = await upsert_hourly(target, hourly, window)
-    await validate_hourly(target, hourly, window)
-    opened = resolved = 0
-    if with_alerts:
-        changes = await evaluate_alerts(target, hourly, window)
-        opened, resolved = changes.opened.height, changes.resolved
+    extracted = await steps.extract(source, window)
+    async with turns.turn(number) if turns else contextlib.nullcontext():
+        if extracted.raw_rows == 0:
+            get_run_logger().info("no raw rows in %s: nothing to write", window)
+            return ChunkReport(str(window), 0, 0, 0, 0, 0, round(time.perf_counter() - started, 3))
+        hourly = await steps.aggregate(extracted, window)
+        result = await steps.upsert(target, hourly, window)
+        await steps.validate(target, hourly, window)
+        opened = resolved = 0
+        if with_alerts:
+            changes = await steps.alerts(target, hourly, window)
+            opened, resolved = changes.opened.height, changes.resolved
     report = ChunkReport(
         str(window), extracted.raw_rows, hourly.height, result.inserted, result.updated, result.unchanged,
         round(time.perf_counter() - started, 3), opened, resolved,
@@ -236,7 +281,15 @@ async def process_chunk(
     return report
 
 
-READ_AHEAD = 2  # chunks read while one is written: the source aggregates two at once (2 cores)
+@task(name="aggregate-chunk", task_run_name="aggregate-chunk {window}", **RETRYING)
+async def aggregate_chunk(
+    source: Database, target: Database, window: Window, with_alerts: bool, number: int, turns: WriteTurns
+) -> ChunkReport:
+    """One chunk of a backfill as a single task run: extract, aggregate, upsert, validate."""
+    return await process_chunk(source, target, window, with_alerts, STEP_FUNCTIONS, number, turns)
+
+
+IN_FLIGHT = 3  # chunks under way at once: two aggregating in the source (2 cores) while one writes
 
 
 async def process_chunks(
@@ -245,24 +298,37 @@ async def process_chunks(
     pieces: list[Window],
     with_alerts: bool = False,
     after_each: Callable[[int, ChunkReport], Awaitable[None]] | None = None,
+    task_per_step: bool = True,
 ) -> list[ChunkReport]:
-    """Process `pieces` in order, reading the next READ_AHEAD chunks while one is written."""
+    """Process `pieces`, up to IN_FLIGHT at once: reads overlap, writes go in order.
+
+    task_per_step=True shows every step of every chunk as its own task run (the hourly job:
+    one chunk, its steps visible); False runs each chunk as one task run (a backfill: many
+    chunks, a fraction of the orchestration overhead)."""
+    turns = WriteTurns()
+
+    def start(number: int) -> asyncio.Future:
+        if task_per_step:
+            work = process_chunk(source, target, pieces[number], with_alerts, STEP_TASKS, number, turns)
+        else:
+            work = aggregate_chunk(source, target, pieces[number], with_alerts, number, turns)
+        return asyncio.ensure_future(work)
+
     reports: list[ChunkReport] = []
-    ahead: deque[asyncio.Future] = deque()
+    running: deque[asyncio.Future] = deque()
     queued = 0
     try:
-        for number, piece in enumerate(pieces):
-            while queued < len(pieces) and len(ahead) < READ_AHEAD + 1:
-                ahead.append(asyncio.ensure_future(extract(source, pieces[queued])))
+        for number in range(len(pieces)):
+            while queued < len(pieces) and len(running) < IN_FLIGHT:
+                running.append(start(queued))
                 queued += 1
-            extracted = await ahead.popleft()
-            reports.append(await process_chunk(source, target, piece, with_alerts, extracted))
+            reports.append(await running.popleft())
             if after_each is not None:
                 await after_each(number + 1, reports[-1])
     finally:
-        for pending in ahead:
+        for pending in running:
             pending.cancel()
-        for pending in ahead:
+        for pending in running:
             with contextlib.suppress(BaseException):
                 await pending
     return reports

@@ -69,7 +69,7 @@ async def temperature_backfill(
             await aupdate_progress_artifact(progress, done)
             logger.info("progress: chunk %d of %d done (%.0f%%)", number, len(pieces), done)
 
-        report.chunks = await process_chunks(source, target, pieces, after_each=progressed)
+        report.chunks = await process_chunks(source, target, pieces, after_each=progressed, task_per_step=False)
         await sql.extend_watermark(target, ETL_JOB, window.start, window.end, plant_now())
     await acreate_table_artifact(
         key="temperature-backfill-summary", table=report.table(), description=f"temperature-backfill {window}"

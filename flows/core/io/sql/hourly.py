@@ -15,7 +15,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Select
 
 from flows.core.aggregate import HOURLY_COLUMNS, KEYS, PARTIAL_COLUMNS
 from flows.core.io.sql.base import Database, _stage_copy, locked_transaction, upsert_rows
@@ -31,36 +33,46 @@ async def read_partial_hourly(db: Database, window: Window) -> pl.DataFrame:
     """Per (loc_id, hour): row count, and max, min, sum, count of each measure, computed by the
     source (PostgreSQL, MariaDB) so that only a few thousand rows travel instead of millions.
 
-    PostgreSQL groups on date_trunc (a hash aggregate) with work_mem raised for this transaction
+    PostgreSQL groups on the hour (a hash aggregate) with work_mem raised for this transaction
     only, so the groups stay in memory instead of spilling sorts to disk, and reads the range by a
     bitmap heap scan (pages in physical order) rather than an index scan that jumps between pages:
-    measured here on a day of 200 locations, 0.31 s against 0.70 s.
+    measured here on a day of 200 locations, 0.31 s against 0.70 s. JIT is off for it: compiling
+    costs more than it saves on a query this size.
     """
+    async with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute(text("SET LOCAL work_mem = '256MB'"))
+            await conn.execute(text("SET LOCAL enable_indexscan = off"))
+            await conn.execute(text("SET LOCAL jit = off"))
+        rows = (await conn.execute(_partial_query(conn.dialect, window))).all()
+    schema = {c: (pl.String if c == "loc_id" else pl.Datetime("us") if c == "hour" else
+                  pl.Int64 if c.endswith("count") else pl.Float64) for c in PARTIAL_COLUMNS}
+    if any(isinstance(v, Decimal) for row in rows[:1] for v in row):  # a driver's DECIMAL sums (one type per column)
+        rows = [[float(v) if isinstance(v, Decimal) else v for v in row] for row in rows]
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _partial_query(dialect: Dialect, window: Window) -> Select:
+    """The partial aggregate of `window`, grouped on the cheapest hour expression the server has
+    (literals, so that SELECT and GROUP BY carry the same expression)."""
     t = temperature_raw
-    if db.dialect == "postgresql":
-        hour = func.date_trunc("hour", t.c.capture_dt)
+    if dialect.name == "postgresql" and (dialect.server_version_info or (0,)) >= (14,):
+        # date_bin is integer arithmetic; date_trunc splits and rebuilds the timestamp (10% slower)
+        hour = func.date_bin(literal_column("interval '1 hour'"), t.c.capture_dt, literal_column("timestamp '2000-01-01'"))
+    elif dialect.name == "postgresql":
+        hour = func.date_trunc(literal_column("'hour'"), t.c.capture_dt)
     else:
-        zero = literal_column("0")  # literal, so SELECT and GROUP BY carry the same expression
+        zero = literal_column("0")
         hour = func.timestamp(func.date(t.c.capture_dt), func.maketime(func.hour(t.c.capture_dt), zero, zero))
     stats = []
     for m in MEASURES:
         col = t.c[m]
         stats += [func.max(col).label(f"{m}_max"), func.min(col).label(f"{m}_min"),
                   func.sum(col).label(f"{m}_sum"), func.count(col).label(f"{m}_count")]
-    query = (
+    return (
         select(t.c.loc_id, hour.label("hour"), func.count().label("sample_count"), *stats)
         .where(t.c.capture_dt >= window.start, t.c.capture_dt < window.end)
         .group_by(t.c.loc_id, hour)
-    )
-    async with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            await conn.execute(text("SET LOCAL work_mem = '256MB'"))
-            await conn.execute(text("SET LOCAL enable_indexscan = off"))
-        rows = (await conn.execute(query)).all()
-    schema = {c: (pl.String if c == "loc_id" else pl.Datetime("us") if c == "hour" else
-                  pl.Int64 if c.endswith("count") else pl.Float64) for c in PARTIAL_COLUMNS}
-    return pl.DataFrame(
-        [[float(v) if isinstance(v, Decimal) else v for v in row] for row in rows], schema=schema, orient="row"
     )
 
 
