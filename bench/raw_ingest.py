@@ -42,6 +42,8 @@ async def raw_etl() -> None:
     async with device.engine.begin() as conn:
         await conn.execute(text("CREATE SCHEMA dbo"))
         await conn.run_sync(table.metadata.create_all)
+        # the incremental read is WHERE upload_dt > :watermark ORDER BY upload_dt (see README)
+        await conn.execute(text("CREATE INDEX ix_temperature_upload_dt ON dbo.temperature (upload_dt)"))
     async with iot.engine.begin() as conn:
         await conn.execute(insert(sensors), [{"sensor_id": f"S{i + 1:03d}", "loc_id": f"LOC{i + 1:03d}", "is_active": True} for i in range(LOCATIONS)])
     start = datetime(2024, 2, 1)
@@ -56,6 +58,7 @@ async def raw_etl() -> None:
     async with device.engine.begin() as conn:
         pg = (await conn.get_raw_connection()).driver_connection
         await pg.copy_records_to_table("temperature", schema_name="dbo", records=device_rows.iter_rows(), columns=device_rows.columns)
+        await pg.execute("ANALYZE dbo.temperature")  # what autovacuum does to a table in service
     await device.dispose()
 
     # the reference: plain COPY of the same typed rows into an identical, indexed temperature_raw
@@ -68,7 +71,7 @@ async def raw_etl() -> None:
 
     rss0 = peak_rss_mb()
     t0 = time.perf_counter()
-    reports = await temperature_raw_etl(device_block="montrg-bench-device", device_table="dbo.temperature", source_block="montrg-bench-raw-iot")
+    reports = await temperature_raw_etl(device_block="montrg-bench-device", device_table="dbo.temperature", source_block="montrg-bench-raw-iot", batch_rows=int(os.environ.get("BR", "200000")))
     flow_s = time.perf_counter() - t0
     loaded = sum(r.loaded for r in reports)
     async with iot.engine.connect() as conn:

@@ -40,18 +40,27 @@ async def check_raw_tables(iot: Database, device: Database | None = None, table:
             raise MissingTableError(f"{device.describe()}: missing table {table.fullname}; check the device_table parameter")
 
 
-@task(name="load-readings", **RETRYING)
-async def load_readings(
-    iot: Database,
+@dataclass
+class Validated:
+    """One batch of device rows, validated: what to load, what to reject, and its watermark."""
+
+    rows_read: int
+    good: pl.DataFrame
+    rejects: pl.DataFrame
+    outliers: int
+    latest: datetime | None = None  # the batch's newest watermark value
+
+
+def validate_batch(
     rows: pl.DataFrame,
+    sensor_map: pl.DataFrame,
     source: str,
     value_columns: Mapping[str, str],
     limits: Mapping[str, tuple[float, float]],
     outlier_mads: float | None,
-    watermark: tuple[str, datetime] | None = None,
-) -> LoadReport:
-    """Validate rows of the device table and load them, with their rejects, in one transaction."""
-    sensor_map = await sql.read_sensors(iot)
+    watermark_column: str | None = None,
+) -> Validated:
+    """Parse and check one batch of device rows (pure Polars: runs in a worker thread)."""
     now = plant_now()
     parsed = readings.parse_device_rows(rows, sensor_map, value_columns, limits, source, now)
     good, rejects, outliers = parsed.good, parsed.rejects, 0
@@ -59,13 +68,21 @@ async def load_readings(
         good, flagged = readings.split_outliers(good, outlier_mads)
         outliers = flagged.height
         rejects = pl.concat([rejects, readings.rejects(flagged, list(flagged.columns[:-1]), source, now, ["loc_id", "capture_dt"])])
-    result = await sql.write_readings(iot, good, rejects, replace=True, watermark=watermark)
+    latest = rows[watermark_column].max() if watermark_column and rows.height else None
+    return Validated(rows.height, good, rejects, outliers, latest)  # type: ignore[arg-type]
+
+
+@task(name="load-readings", **RETRYING)
+async def load_readings(iot: Database, batch: Validated, source: str, job: str | None = None) -> LoadReport:
+    """Load one validated batch, its rejects and (with `job`) the job's watermark, in one transaction."""
+    watermark = (job, batch.latest) if job is not None and batch.latest is not None else None
+    result = await sql.write_readings(iot, batch.good, batch.rejects, replace=True, watermark=watermark)
     logger = get_run_logger()
     logger.info(
         "%s: %d rows read, %d readings loaded, %d rejected (%d outliers), %d new reject rows",
-        source, rows.height, good.height, rejects.height, outliers, result.rejected,
+        source, batch.rows_read, batch.good.height, batch.rejects.height, batch.outliers, result.rejected,
     )
-    if rejects.height:
-        sample = [f"{sid} at {dt}: {why}" for sid, dt, why in rejects.head(5).select("sensor_id", "capture_dt", "reason").rows()]
-        logger.warning("%d readings rejected, e.g. %s", rejects.height, "; ".join(sample))
-    return LoadReport(rows.height, good.height, rejects.height, outliers)
+    if batch.rejects.height:
+        sample = [f"{sid} at {dt}: {why}" for sid, dt, why in batch.rejects.head(5).select("sensor_id", "capture_dt", "reason").rows()]
+        logger.warning("%d readings rejected, e.g. %s", batch.rejects.height, "; ".join(sample))
+    return LoadReport(batch.rows_read, batch.good.height, batch.rejects.height, batch.outliers)

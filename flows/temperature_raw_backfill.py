@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 
 from prefect import flow
@@ -14,9 +15,10 @@ from flows.core import readings
 from flows.core.io import sql
 from flows.core.schema import device_table as device_table_def
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, plant_now, plant_tz
+from flows.core.streams import ahead
 from flows.core.windows import check_hours, chunks, parse_range
 from flows.fanout import run_chunks_on_pool
-from flows.raw_tasks import LoadReport, check_raw_tables, load_readings
+from flows.raw_tasks import LoadReport, check_raw_tables, load_readings, validate_batch
 from flows.temperature_raw_etl import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE
 
 
@@ -75,11 +77,19 @@ async def temperature_raw_backfill(
     async with open_database(source_block) as iot, open_database(device_block) as device:
         await check_raw_tables(iot, device, table)
         progress = await acreate_progress_artifact(progress=0.0, key="temperature-raw-backfill", description=str(window))
-        for number, piece in enumerate(pieces, start=1):
-            rows = await sql.read_device_range(device, table, piece.start, piece.end)
-            reports.append(await load_readings(iot, rows, source, columns, bounds, outlier_mads))
+        sensor_map = await sql.read_sensors(iot)
+
+        async def validated():  # the next chunk is read and validated while this one is written
+            for piece in pieces:
+                rows = await sql.read_device_range(device, table, piece.start, piece.end)
+                yield piece, await asyncio.to_thread(validate_batch, rows, sensor_map, source, columns, bounds, outlier_mads)
+
+        number = 0
+        async for piece, batch in ahead(validated()):
+            reports.append(await load_readings(iot, batch, source))
+            number += 1
             await aupdate_progress_artifact(progress, 100.0 * number / len(pieces))
-            logger.info("chunk %d of %d (%s): %d rows", number, len(pieces), piece, rows.height)
+            logger.info("chunk %d of %d (%s): %d rows", number, len(pieces), piece, batch.rows_read)
     await acreate_table_artifact(
         key="temperature-raw-backfill-summary",
         table=[{"chunk": str(p), **vars(r)} for p, r in zip(pieces, reports)],

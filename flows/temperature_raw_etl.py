@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from prefect import flow
@@ -14,7 +15,8 @@ from flows.core import readings
 from flows.core.io import sql
 from flows.core.schema import device_table as device_table_def
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, check_identifier
-from flows.raw_tasks import LoadReport, check_raw_tables, load_readings
+from flows.core.streams import ahead
+from flows.raw_tasks import LoadReport, check_raw_tables, load_readings, validate_batch
 
 DEFAULT_DEVICE_BLOCK = "montrg-device"
 DEFAULT_DEVICE_TABLE = "dbo.temperature"
@@ -76,12 +78,19 @@ async def temperature_raw_etl(
         await check_raw_tables(iot, device, table)
         watermark = await sql.get_watermark(iot, job)
         after = None if watermark is None else watermark - timedelta(minutes=overlap_minutes)
-        rows = await sql.read_device_rows(device, table, watermark_column, after, None)
-        logger.info("%d rows of %s with %s after %s", rows.height, source, watermark_column, after or "the beginning")
-        for batch in rows.iter_slices(batch_rows):
-            latest = batch[watermark_column].max()
-            mark = (job, latest) if latest is not None else None
-            reports.append(await load_readings(iot, batch, source, columns, bounds, outlier_mads, watermark=mark))
+        logger.info("reading %s with %s after %s, %d rows per batch", source, watermark_column, after or "the beginning", batch_rows)
+        sensor_map = await sql.read_sensors(iot)
+
+        async def validated():  # a pipeline: batch k+2 is read while k+1 is validated and k is written
+            reading = sql.iter_device_rows(device, table, watermark_column, after, None, batch_rows, max(batch_rows // 8, 1))
+            async for rows in ahead(reading):  # the first batch is small, to start loading early
+                yield await asyncio.to_thread(
+                    validate_batch, rows, sensor_map, source, columns, bounds, outlier_mads, watermark_column
+                )
+
+        async for batch in ahead(validated()):
+            reports.append(await load_readings(iot, batch, source, job))
+        logger.info("%d rows of %s in %d batches", sum(r.rows_read for r in reports), source, len(reports))
     await acreate_table_artifact(
         key="temperature-raw-etl",
         table=[{"batch": i + 1, **vars(r)} for i, r in enumerate(reports)] or [{"batch": 0, "rows_read": 0}],

@@ -184,3 +184,49 @@ async def test_bad_parameters_are_named_before_any_work():
         await temperature_raw_etl(limits={"humidity": [100, 0]})
     with pytest.raises(ValueError, match=r"device_table='dbo.temperature; DROP TABLE x' is not a valid identifier"):
         await temperature_raw_etl(device_table="dbo.temperature; DROP TABLE x")
+
+
+async def test_small_batches_stream_with_a_small_first_one_and_load_everything_once(raw_setup):
+    device, table, iot = raw_setup
+    series = [row(f"S{1 + i % 3}", 10 + i // 3, f"{20 + (i % 7) * 0.5}") for i in range(60)]
+    await seed(device, table, series + [r for r, _ in BAD])
+
+    reports = await run(device, table, iot, batch_rows=8)
+
+    assert [r.rows_read for r in reports] == [1] + [8] * 8  # 65 rows; the small first batch starts the pipeline early
+    assert sum(r.loaded for r in reports) == 60 and sum(r.rejected for r in reports) == len(BAD)
+    stored = await raw_rows(iot)
+    assert stored.height == 60 and stored.select("loc_id", "capture_dt").is_unique().all()
+    assert sorted((await reject_rows(iot))["reason"].to_list()) == sorted(reason for _, reason in BAD)
+    job = f"temperature-raw-etl:{device.block}:{table.fullname}"
+    assert await sql.get_watermark(iot.db, job) == max(r["upload_dt"] for r in series)
+
+
+async def test_a_batch_failing_midstream_keeps_the_batches_before_it_and_their_watermark(raw_setup):
+    device, table, iot = raw_setup
+    series = [row("S1", m, f"{20 + (m % 5) * 0.5}") for m in range(40)]
+    series[25] = row("S1", 25, "66.5")  # refused by the IoT database
+    await seed(device, table, series)
+    async with iot.db.engine.begin() as conn:
+        await conn.execute(text(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.temperature = 66.5 THEN RAISE EXCEPTION 'refused by test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        ))
+        await conn.execute(text(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {iot.table('temperature_raw')} FOR EACH ROW EXECUTE FUNCTION refuse()"
+        ))
+
+    with pytest.raises(Exception, match="refused by test"):
+        await run(device, table, iot, batch_rows=10, overlap_minutes=0)
+
+    job = f"temperature-raw-etl:{device.block}:{table.fullname}"
+    watermark = await sql.get_watermark(iot.db, job)
+    stored = await raw_rows(iot)
+    assert watermark == series[20]["upload_dt"]  # batches of 1, 10, 10 rows committed: minutes 0..20
+    assert stored["capture_dt"].to_list() == [r["capture_dt"] for r in series[:21]]
+
+    async with iot.db.engine.begin() as conn:
+        await conn.execute(text(f"DROP TRIGGER refuse ON {iot.table('temperature_raw')}"))
+    await run(device, table, iot, batch_rows=10, overlap_minutes=0)
+    assert (await raw_rows(iot))["capture_dt"].to_list() == [r["capture_dt"] for r in series]
+    assert await sql.get_watermark(iot.db, job) == series[-1]["upload_dt"]

@@ -29,6 +29,7 @@ from flows.core.io.sql.master import AlertChanges, active_thresholds, apply_mast
 from flows.core.io.sql.raw import (
     WriteResult,
     insert_raw,
+    iter_device_rows,
     raw_frame,
     read_device_range,
     read_device_rows,
@@ -51,6 +52,7 @@ __all__ = [
     "get_watermark",
     "hourly_schema",
     "insert_raw",
+    "iter_device_rows",
     "locked_transaction",
     "missing_tables",
     "ping",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -31,6 +31,7 @@ from flows.core.io.sql.base import (
     locked_transaction,
     read_adbc,
     read_rows,
+    stream_adbc,
     upsert_rows,
 )
 from flows.core.schema import (
@@ -199,7 +200,7 @@ async def _copy_if_new(conn: AsyncConnection, df: pl.DataFrame, schema: str | No
         return False
     try:
         async with conn.begin_nested():
-            await _copy_records(conn, t.name, schema, df)
+            await _copy_records(conn, t, schema, df)
     except IntegrityError:
         return False
     return True
@@ -209,26 +210,46 @@ async def read_device_rows(
     db: Database, table: Table, column: str, after: datetime | None, until: datetime | None
 ) -> pl.DataFrame:
     """Device rows with after < `column` <= until (either bound may be None), oldest first."""
+    batches = [b async for b in iter_device_rows(db, table, column, after, until, batch_rows=1_000_000)]
+    return pl.concat(batches) if batches else _device_frame(table, [])
+
+
+def iter_device_rows(
+    db: Database, table: Table, column: str, after: datetime | None, until: datetime | None,
+    batch_rows: int, first_rows: int | None = None,
+) -> AsyncIterator[pl.DataFrame]:
+    """Device rows with after < `column` <= until (either bound may be None), oldest first, as
+    frames of `batch_rows` rows (the first of `first_rows`) read one after the other (one query,
+    streamed)."""
     col = table.c[column]
     conditions = [c for c in (col > after if after else None, col <= until if until else None) if c is not None]
-    return await _read_device(db, table, conditions, col)
+    return _iter_device(db, table, conditions, col, batch_rows, first_rows)
 
 
 async def read_device_range(db: Database, table: Table, start: datetime, end: datetime) -> pl.DataFrame:
     """Device rows with capture_dt in [start, end), oldest first."""
     col = table.c.capture_dt
-    return await _read_device(db, table, [col >= start, col < end], col)
+    batches = [b async for b in _iter_device(db, table, [col >= start, col < end], col, batch_rows=1_000_000)]
+    return pl.concat(batches) if batches else _device_frame(table, [])
 
 
-async def _read_device(db: Database, table: Table, conditions: list, order) -> pl.DataFrame:
-    """One query, run through ADBC straight into Polars on PostgreSQL, through SQLAlchemy elsewhere."""
+async def _iter_device(
+    db: Database, table: Table, conditions: list, order, batch_rows: int, first_rows: int | None = None
+) -> AsyncIterator[pl.DataFrame]:
+    """One query, streamed: through ADBC straight into Polars on PostgreSQL, SQLAlchemy elsewhere."""
     query = select(*table.c).where(*conditions).order_by(order)
     if db.dialect == "postgresql":  # bound values are datetimes only: rendered as literals by the dialect
         text = str(query.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
-        df = await read_adbc(db, text, "reading the device table")
-        return df.cast(_device_schema(table))  # type: ignore[arg-type]
+        schema = _device_schema(table)
+        async for batch in stream_adbc(db, text, "reading the device table", batch_rows, first_rows):
+            yield batch.cast(schema)  # type: ignore[arg-type]
+        return
     async with db.engine.connect() as conn:
-        return _device_frame(table, (await conn.execute(query)).all())
+        result = await conn.stream(query)
+        size = min(first_rows or batch_rows, batch_rows)
+        while rows := await result.fetchmany(size):
+            yield _device_frame(table, rows)
+            size = batch_rows
 
 
 def _device_schema(table: Table) -> dict[str, pl.DataType]:
