@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PG, create_databases, init_block, peak_rss_mb  # noqa: E402
+from common import PG, create_databases, init_block, peak_rss_mb, start_server  # noqa: E402
 
 LOCATIONS = 200
 START = datetime(2024, 3, 1)
@@ -227,32 +227,6 @@ def measured(way: str, size: str, env: dict[str, str]) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{way} {size} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def start_server(env: dict[str, str]) -> subprocess.Popen | None:
-    if env.get("PREFECT_API_URL"):
-        return None
-    import socket
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    home = ROOT / "bench-data" / "prefect-home"
-    home.mkdir(parents=True, exist_ok=True)
-    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1)
-            return server
-        except OSError:
-            time.sleep(1)
-    server.kill()
-    raise RuntimeError("the Prefect server did not start")
 
 
 def main() -> None:
