@@ -237,22 +237,26 @@ def main() -> None:
         asyncio.run(ensure_data())
         for size, rows in SIZES.items():
             results: dict[str, list[dict]] = {"A": [], "B": [], "flow": []}
-            ratios: dict[str, list[float]] = {"B": [], "flow": []}
+            ratios: dict[tuple[str, str], list[float]] = {}  # (way, reference) -> per repetition
             for rep in range(REPEATS):
                 for way in ("A", "B", "flow"):
                     results[way].append(measured(way, size, env))
                     print(f"  {size} rep {rep + 1} {way}: {results[way][-1]['seconds']:.2f} s", flush=True)
-                for way in ratios:
-                    ratios[way].append(results[way][-1]["seconds"] / results["A"][-1]["seconds"])
+                for way in results:
+                    for reference in ("A", "B"):
+                        ratio = results[way][-1]["seconds"] / results[reference][-1]["seconds"]
+                        ratios.setdefault((way, reference), []).append(ratio)
             print(f"\nbackfill of {rows:,} raw rows ({LOCATIONS} locations at 10 s), PostgreSQL -> PostgreSQL, median of {REPEATS}")
-            print(f"{'way':<46}{'s':>8}{'rows/s':>12}{'peak RSS MB':>13}{'x A':>7}")
+            print(f"{'way':<46}{'s':>8}{'rows/s':>12}{'peak RSS MB':>13}{'x A':>7}{'x B':>7}")
             names = {"A": "A: the seed's SQL, result upserted", "B": "B: the seed's hook pattern (per hour)",
                      "flow": "temperature_backfill flow (pushdown)"}
             for way, runs in results.items():
                 s = statistics.median(r["seconds"] for r in runs)
                 rss = max(r["rss_mb"] for r in runs)
-                ratio = 1.0 if way == "A" else statistics.median(ratios[way])
-                print(f"{names[way]:<46}{s:>8.2f}{rows / s:>12,.0f}{rss:>13.0f}{ratio:>7.2f}")
+                x_a, x_b = (statistics.median(ratios[(way, ref)]) for ref in ("A", "B"))
+                print(f"{names[way]:<46}{s:>8.2f}{rows / s:>12,.0f}{rss:>13.0f}{x_a:>7.2f}{x_b:>7.2f}")
+            flow_vs_a = ", ".join(f"{r:.2f}" for r in ratios[("flow", "A")])
+            print(f"flow / A per repetition: {flow_vs_a}")
             print()
         print(f"temperature_etl for one hour (200 locations, look-back 3 h), median of {REPEATS}")
         for label, seconds in asyncio.run(hourly_job()):
