@@ -95,9 +95,12 @@ async def require_tables(db: Database, tables: Iterable[Table]) -> str:
 
 @task(name="check-connections", **RETRYING)
 async def check_connections(source: Database, target: Database) -> None:
-    """Both databases answer and hold the tables this job needs."""
-    for db, tables in ((source, [temperature_raw]), (target, [temperature, etl_watermark, thresholds, alerts_table])):
-        version = await require_tables(db, tables)
+    """Both databases answer and hold the tables this job needs (checked at the same time)."""
+    needs = ((source, [temperature_raw]), (target, [temperature, etl_watermark, thresholds, alerts_table]))
+    versions = await asyncio.gather(*(require_tables(db, tables) for db, tables in needs), return_exceptions=True)
+    for failure in (v for v in versions if isinstance(v, BaseException)):
+        raise failure  # the source's problem first, whichever answered first
+    for (db, _), version in zip(needs, versions):
         get_run_logger().info("%s answers (%s), tables present", db.describe(), version)
 
 
