@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import create_databases, init_block, peak_rss_mb, start_server  # noqa: E402
+from common import create_databases, import_startup_modules, init_block, peak_rss_mb, start_server  # noqa: E402
 
 ROWS = int(os.environ.get("MONTRG_BENCH_RAW_ROWS", "1000000"))
 REPEATS = int(os.environ.get("MONTRG_BENCH_REPEATS", "3"))
@@ -116,8 +116,9 @@ def flow_in_a_fresh_process() -> dict:
 
 async def raw_etl_flow() -> None:
     """The IoT tables emptied, then one timed run; prints JSON (seconds, loaded, stored, peak RSS)."""
-    import fastapi.encoders  # noqa: F401 - Prefect imports it on its first flow call: start-up, not the run
     from sqlalchemy import text
+
+    import_startup_modules()  # start-up, not the run
 
     from blocks import load_database
     from flows import temperature_raw_etl

@@ -8,11 +8,14 @@ from decimal import Decimal
 
 import polars as pl
 from sqlalchemy import (
+    DateTime,
     and_,
     func,
+    literal,
     literal_column,
     select,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Dialect
@@ -33,11 +36,10 @@ async def read_partial_hourly(db: Database, window: Window) -> pl.DataFrame:
     """Per (loc_id, hour): row count, and max, min, sum, count of each measure, computed by the
     source (PostgreSQL, MariaDB) so that only a few thousand rows travel instead of millions.
 
-    PostgreSQL groups on the hour (a hash aggregate) with work_mem raised for this transaction
-    only, so the groups stay in memory instead of spilling sorts to disk, and reads the range by a
-    bitmap heap scan (pages in physical order) rather than an index scan that jumps between pages:
-    measured here on a day of 200 locations, 0.31 s against 0.70 s. JIT is off for it: compiling
-    costs more than it saves on a query this size.
+    On PostgreSQL (see _partial_query) with work_mem raised for this transaction only, so the
+    groups stay in memory instead of spilling sorts to disk, reading by bitmap heap scans (pages in
+    physical order) rather than index scans that jump between pages (a day: 0.31 s against 0.70 s
+    when measured), and JIT off: compiling costs more than it saves on queries this size.
     """
     async with db.engine.begin() as conn:
         if db.dialect == "postgresql":
@@ -53,24 +55,39 @@ async def read_partial_hourly(db: Database, window: Window) -> pl.DataFrame:
 
 
 def _partial_query(dialect: Dialect, window: Window) -> Select:
-    """The partial aggregate of `window`, grouped on the cheapest hour expression the server has
-    (literals, so that SELECT and GROUP BY carry the same expression)."""
+    """The partial aggregate of `window`.
+
+    PostgreSQL: hour by hour (generate_series, and a LATERAL subquery grouped on loc_id alone):
+    each hour's bitmap scan feeds a hash table of one entry per location, which stays in the CPU's
+    cache, and no hour is computed per row; measured here on a day of 200 locations, 0.44 s
+    against 0.53 s grouped on (loc_id, date_bin(hour)) and 0.57 s on date_trunc.
+    MariaDB: grouped on (loc_id, the hour's timestamp), written as literals so that SELECT and
+    GROUP BY carry the same expression.
+    """
     t = temperature_raw
-    if dialect.name == "postgresql" and (dialect.server_version_info or (0,)) >= (14,):
-        # date_bin is integer arithmetic; date_trunc splits and rebuilds the timestamp (10% slower)
-        hour = func.date_bin(literal_column("interval '1 hour'"), t.c.capture_dt, literal_column("timestamp '2000-01-01'"))
-    elif dialect.name == "postgresql":
-        hour = func.date_trunc(literal_column("'hour'"), t.c.capture_dt)
-    else:
-        zero = literal_column("0")
-        hour = func.timestamp(func.date(t.c.capture_dt), func.maketime(func.hour(t.c.capture_dt), zero, zero))
-    stats = []
+    stats = [func.count().label("sample_count")]
     for m in MEASURES:
         col = t.c[m]
         stats += [func.max(col).label(f"{m}_max"), func.min(col).label(f"{m}_min"),
                   func.sum(col).label(f"{m}_sum"), func.count(col).label(f"{m}_count")]
+    if dialect.name == "postgresql":
+        one_hour = literal_column("interval '1 hour'")
+        hours = func.generate_series(
+            literal(window.start, DateTime()), literal(window.end - HOUR, DateTime()), one_hour
+        ).table_valued("hour").render_derived(name="hours")  # AS hours(hour)
+        per_hour = (
+            select(t.c.loc_id, *stats)
+            .where(t.c.capture_dt >= hours.c.hour, t.c.capture_dt < hours.c.hour + one_hour)
+            .group_by(t.c.loc_id)
+            .lateral("per_hour")
+        )
+        return select(*(hours.c.hour if c == "hour" else per_hour.c[c] for c in PARTIAL_COLUMNS)).select_from(
+            hours.join(per_hour, true())
+        )
+    zero = literal_column("0")
+    hour = func.timestamp(func.date(t.c.capture_dt), func.maketime(func.hour(t.c.capture_dt), zero, zero))
     return (
-        select(t.c.loc_id, hour.label("hour"), func.count().label("sample_count"), *stats)
+        select(t.c.loc_id, hour.label("hour"), *stats)
         .where(t.c.capture_dt >= window.start, t.c.capture_dt < window.end)
         .group_by(t.c.loc_id, hour)
     )
