@@ -76,6 +76,7 @@ async def run(repeats: int = 3) -> None:
 if __name__ == "__main__":
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the table, not every task's log line
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command not in ("seed", "run"):
         sys.exit(__doc__)
