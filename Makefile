@@ -44,7 +44,7 @@ server: $(VENV)/.installed-run
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache
 
-# Benchmarks against the machine's PostgreSQL; each prints its table (about 6 minutes in all, 7 the first time).
+# Benchmarks against the machine's PostgreSQL; each prints its table (6 to 10 minutes in all, by the day's machine).
 bench: $(VENV)/.installed-run
 	$(BIN)/python bench/hourly.py
 	$(BIN)/python bench/backfill_day.py seed
