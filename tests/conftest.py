@@ -7,17 +7,19 @@ in `finally`. PostgreSQL and MariaDB are the machine's own (127.0.0.1:5432, 127.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
 
-import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from tests.helpers import Db, make_db, unique
-
+# Before anything imports flows: the tasks read their retry delay when they are defined.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("MONTRG_RETRY_BACKOFF_S", "0.2")  # retries in tests: quick, but real
+
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+
+import pytest  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
+
+from tests.helpers import Db, make_db, unique  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("MONTRG_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 MARIADB_URL = os.environ.get("MONTRG_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
