@@ -54,7 +54,8 @@ def check_identifier(name: str, where: str) -> str:
 
 
 def retry_backoff_seconds() -> float:
-    """First retry delay after a lost connection (MONTRG_RETRY_BACKOFF_S, default 5 s)."""
+    """First retry delay after a lost connection (MONTRG_RETRY_BACKOFF_S, default 5 s); read once, when
+    the tasks are defined (on `import flows`), so it belongs in the environment the process starts with."""
     raw = os.environ.get("MONTRG_RETRY_BACKOFF_S", "5")
     try:
         value = float(raw)
