@@ -2,9 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Prefect settings for local commands: start the ephemeral API patiently on 2 cores, no telemetry.
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
-export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: demo test test-fast install bench server lint clean
 

@@ -74,8 +74,9 @@ async def run(repeats: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.core.settings import apply_prefect_defaults
+
+    apply_prefect_defaults()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the table, not every task's log line
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command not in ("seed", "run"):

@@ -166,8 +166,9 @@ async def collect(devices: int = 500) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.core.settings import apply_prefect_defaults
+
+    apply_prefect_defaults()
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     commands = {"raw-etl": raw_etl, "raw-etl-flow": raw_etl_flow, "collect": collect}
     if command not in commands:

@@ -3,7 +3,7 @@
 | variable | default | meaning |
 | --- | --- | --- |
 | MONTRG_IMAGE | flet-montrg | image name |
-| MONTRG_IMAGE_TAG | latest | image tag |
+| MONTRG_IMAGE_TAG | the project's version and commit, e.g. 0.1.0-3f2a9c1 | image tag (the image is also tagged `latest`) |
 | MONTRG_REGISTRY | (none) | registry prefix, e.g. registry.plant.local:5000; none = build only, no push |
 | MONTRG_BASE_IMAGE | (Dockerfile's: prefecthq/prefect:3.9.1-python3.11) | base image; used as it is, not pulled |
 | MONTRG_DOCKER_BUILD_NETWORK | (Docker's default) | network of the build containers, e.g. host |
@@ -15,13 +15,35 @@ default; these two thin steps add the defaults and make the push skippable witho
 from __future__ import annotations
 
 import os
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def image_name() -> str:
     name = os.environ.get("MONTRG_IMAGE") or "flet-montrg"
     registry = (os.environ.get("MONTRG_REGISTRY") or "").rstrip("/")
     return f"{registry}/{name}" if registry else name
+
+
+def image_tag() -> str:
+    """MONTRG_IMAGE_TAG, else the project's version and short commit (`-dirty` with uncommitted
+    changes): every version its own tag, so a pool that never pulls still runs the right code."""
+    if os.environ.get("MONTRG_IMAGE_TAG"):
+        return os.environ["MONTRG_IMAGE_TAG"]
+    try:
+        tag = version("flet-montrg")
+    except PackageNotFoundError:
+        tag = "0"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return tag
+    return f"{tag}-{commit}" + ("-dirty" if dirty.strip() else "")
 
 
 def build_image(dockerfile: str = "Dockerfile", **build_kwargs: Any) -> dict[str, Any]:
@@ -37,7 +59,8 @@ def build_image(dockerfile: str = "Dockerfile", **build_kwargs: Any) -> dict[str
         build_kwargs["network_mode"] = os.environ["MONTRG_DOCKER_BUILD_NETWORK"]
     return build_docker_image(
         image_name=image_name(),
-        tag=os.environ.get("MONTRG_IMAGE_TAG") or "latest",
+        tag=image_tag(),
+        additional_tags=["latest"],
         dockerfile=dockerfile,
         buildargs=buildargs or None,
         **build_kwargs,

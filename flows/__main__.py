@@ -2,6 +2,8 @@
 
     montrg db init --block NAME        create or upgrade the flet_montrg schema; idempotent
     montrg blocks create NAME URL      save a database block (URL '-' reads it from stdin)
+    montrg doctor [--pause-unready|--resume-ready]   what is missing for the deployments, and the fixes
+    montrg pool create [--pool NAME] [--no-registry]  the work pool, its job defaults and queues
     montrg demo [--keep] [--source-url URL --target-url URL]   the whole pipeline once, simulated
 
 Environment for local runs: a patient start of Prefect's temporary server on small machines and
@@ -70,6 +72,27 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from flows.doctor import diagnose
+
+    report = asyncio.run(diagnose(args.pool, pause_unready=args.pause_unready, resume_ready=args.resume_ready))
+    for finding in report.findings:
+        print(finding.line())
+    for change in report.schedule_changes:
+        print(change)
+    if report.blocking:
+        print(f"montrg doctor: {len(report.blocking)} problem(s) would fail runs now: {', '.join(report.blocking)}", file=sys.stderr)
+        return 1
+    print("montrg doctor: no scheduled run lacks what it needs")
+    return 0
+
+
+def _pool_create(args: argparse.Namespace) -> int:
+    from deployments.pool import run
+
+    return run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="montrg", description="flet-montrg: factory IoT temperature pipeline")
     sub = p.add_subparsers(dest="command", required=True)
@@ -87,6 +110,19 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--schema", help="this database's schema, if not MONTRG_SCHEMA (flet_montrg)")
     create.set_defaults(func=_blocks_create)
 
+    doctor = sub.add_parser("doctor", help="check blocks, tables, sensors, the pool and the deployments; print the fixes")
+    doctor.add_argument("--pool", default="montrg-docker", help="the work pool to check besides the deployments' own")
+    doctor.add_argument("--pause-unready", action="store_true", help="pause the schedules of deployments that lack something")
+    doctor.add_argument("--resume-ready", action="store_true", help="switch on the paused schedules of deployments that lack nothing")
+    doctor.set_defaults(func=_doctor)
+
+    from deployments.pool import add_arguments
+
+    pool = sub.add_parser("pool", help="the work pool").add_subparsers(dest="pool_command", required=True)
+    pool_create = pool.add_parser("create", help="create or update the work pool, its job defaults and queues (idempotent)")
+    add_arguments(pool_create)
+    pool_create.set_defaults(func=_pool_create)
+
     demo = sub.add_parser("demo", help="run the whole pipeline once on a simulated floor (SQLite files by default)")
     demo.add_argument("--dir", default="demo-data", help="folder for the demo databases (default demo-data)")
     demo.add_argument("--keep", dest="reset", action="store_false", help="keep what earlier demo runs wrote")
@@ -98,8 +134,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from sqlalchemy.exc import SQLAlchemyError
 
     try:

@@ -14,6 +14,7 @@ from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now
 from flows.hourly_tasks import RETRYING, require_tables
+from flows.run_names import master_name, runtime_name
 
 MASTER_TABLES = [spec.table for spec in master.MASTER_TABLES]
 
@@ -54,7 +55,7 @@ async def apply_changes(target: Database, plan: list[master.Changes]) -> None:
     await sql.apply_master_changes(target, plan, plant_now())
 
 
-@flow(name="master-etl", flow_run_name="master-etl", timeout_seconds=30 * 60)
+@flow(name="master-etl", flow_run_name=runtime_name(master_name), timeout_seconds=30 * 60)
 async def master_etl(
     dry_run: bool = False,
     orphan_sensors: Literal["warn", "fail"] = "warn",

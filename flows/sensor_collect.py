@@ -24,6 +24,7 @@ from flows.core.io.modbus import ModbusPoller, Sensor, parse_registers
 from flows.core.io.sql import Database
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, plant_tz
 from flows.raw_tasks import check_raw_tables
+from flows.run_names import collect_name, runtime_name
 
 SOURCE = "modbus"
 
@@ -85,7 +86,7 @@ def _row(sensor: Sensor, capture_dt: datetime, values: dict[str, object]) -> dic
     }
 
 
-@flow(name="sensor-collect", flow_run_name="sensor-collect", timeout_seconds=2 * 60 * 60)
+@flow(name="sensor-collect", flow_run_name=runtime_name(collect_name), timeout_seconds=2 * 60 * 60)
 async def sensor_collect(
     interval_seconds: float = 10.0,
     duration_seconds: float = 600.0,

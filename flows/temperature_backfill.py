@@ -12,12 +12,13 @@ from blocks import open_database
 from flows.core.io import sql
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now, plant_tz
 from flows.core.windows import check_hours, chunks, parse_range
-from flows.fanout import run_chunks_on_pool
+from flows.fanout import artifact_key, run_chunks_on_pool
 from flows.hourly_tasks import RunReport, check_connections, process_chunks
+from flows.run_names import backfill_name, runtime_name
 from flows.temperature_etl import JOB as ETL_JOB
 
 
-@flow(name="temperature-backfill", flow_run_name="temperature-backfill")
+@flow(name="temperature-backfill", flow_run_name=runtime_name(backfill_name))
 async def temperature_backfill(
     start: date | datetime | str,
     end: date | datetime | str,
@@ -26,6 +27,7 @@ async def temperature_backfill(
     target_block: str = DEFAULT_TARGET_BLOCK,
     fan_out: bool = False,
     max_parallel: int = 4,
+    chunk_timeout_minutes: int = 180,
 ) -> RunReport:
     """Re-aggregate the hourly table for a range, chunk by chunk, touching nothing outside it.
 
@@ -42,11 +44,15 @@ async def temperature_backfill(
         target_block: Database block of the HQ database (hourly aggregates).
         fan_out: Hand the chunks to the work pool as child runs of this deployment, so several
             workers share a big backfill; off: all chunks in this run.
-        max_parallel: With fan_out, the most chunks running at once.
+        max_parallel: With fan_out, the most chunks of this run running at once (the pool's
+            `backfill-chunks` queue limits all backfills together).
+        chunk_timeout_minutes: With fan_out, how long a chunk may take from its creation to its
+            end; a chunk still waiting or running then is cancelled and reported as failed.
     """
     window = parse_range(start, end, plant_now(), plant_tz())
     check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
     check_hours(max_parallel, "max_parallel", 1, 64)
+    check_hours(chunk_timeout_minutes, "chunk_timeout_minutes", 1, 7 * 24 * 60)
     logger = get_run_logger()
     pieces = chunks(window, chunk_hours)
     logger.info("backfill %s (plant time): %d hours in %d chunks", window, window.hours, len(pieces))
@@ -54,14 +60,15 @@ async def temperature_backfill(
     if fan_out:
         params = dict(chunk_hours=chunk_hours, source_block=source_block, target_block=target_block, fan_out=False)
         report.children = await run_chunks_on_pool(
-            pieces, lambda p: {"start": p.start.isoformat(), "end": p.end.isoformat(), **params}, max_parallel, "temperature-backfill"
+            pieces, lambda p: {"start": p.start.isoformat(), "end": p.end.isoformat(), **params}, backfill_name,
+            max_parallel, chunk_timeout_minutes, "temperature-backfill",
         )
         await acreate_table_artifact(key="temperature-backfill-summary", table=report.table(), description=f"temperature-backfill {window}, fanned out")
         return report
     async with open_database(source_block) as source, open_database(target_block) as target:
         await check_connections(source, target)
         progress = await acreate_progress_artifact(
-            progress=0.0, key="temperature-backfill", description=f"temperature-backfill {window}"
+            progress=0.0, key=artifact_key("temperature-backfill"), description=f"temperature-backfill {window}"
         )
 
         async def progressed(number: int, _chunk) -> None:
@@ -72,7 +79,7 @@ async def temperature_backfill(
         report.chunks = await process_chunks(source, target, pieces, after_each=progressed, task_per_step=False)
         await sql.extend_watermark(target, ETL_JOB, window.start, window.end, plant_now())
     await acreate_table_artifact(
-        key="temperature-backfill-summary", table=report.table(), description=f"temperature-backfill {window}"
+        key=artifact_key("temperature-backfill-summary"), table=report.table(), description=f"temperature-backfill {window}"
     )
     totals = report.totals
     logger.info(

@@ -14,11 +14,12 @@ from flows.core.io import sql
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now, plant_tz
 from flows.core.windows import HOUR, Window, check_hours, chunks, etl_window
 from flows.hourly_tasks import RunReport, check_connections, process_chunks
+from flows.run_names import etl_name, runtime_name
 
 JOB = "temperature-etl"
 
 
-@flow(name="temperature-etl", flow_run_name="temperature-etl", timeout_seconds=30 * 60)
+@flow(name="temperature-etl", flow_run_name=runtime_name(etl_name), timeout_seconds=30 * 60)
 async def temperature_etl(
     hour: datetime | None = None,
     lookback_hours: int = 3,

@@ -14,15 +14,15 @@ from blocks import open_database
 from flows.core import readings
 from flows.core.io import sql
 from flows.core.schema import device_table as device_table_def
-from flows.core.settings import DEFAULT_SOURCE_BLOCK, plant_now, plant_tz
+from flows.core.settings import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE, DEFAULT_SOURCE_BLOCK, plant_now, plant_tz
 from flows.core.streams import ahead
 from flows.core.windows import check_hours, chunks, parse_range
-from flows.fanout import run_chunks_on_pool
+from flows.fanout import artifact_key, run_chunks_on_pool
 from flows.raw_tasks import LoadReport, check_raw_tables, load_readings, validate_batch
-from flows.temperature_raw_etl import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE
+from flows.run_names import raw_backfill_name, runtime_name
 
 
-@flow(name="temperature-raw-backfill", flow_run_name="temperature-raw-backfill")
+@flow(name="temperature-raw-backfill", flow_run_name=runtime_name(raw_backfill_name))
 async def temperature_raw_backfill(
     start: date | datetime | str,
     end: date | datetime | str,
@@ -35,6 +35,7 @@ async def temperature_raw_backfill(
     outlier_mads: float | None = None,
     fan_out: bool = False,
     max_parallel: int = 4,
+    chunk_timeout_minutes: int = 180,
 ) -> list[LoadReport] | list[dict[str, str]]:
     """Reload the device table's readings whose capture_dt lies in a range, chunk by chunk.
 
@@ -54,7 +55,10 @@ async def temperature_raw_backfill(
         limits: Physical limits per measure as [low, high].
         outlier_mads: Off when empty; else the outlier filter's width in MADs.
         fan_out: Hand the chunks to the work pool as child runs of this deployment.
-        max_parallel: With fan_out, the most chunks running at once.
+        max_parallel: With fan_out, the most chunks of this run running at once (the pool's
+            `backfill-chunks` queue limits all backfills together).
+        chunk_timeout_minutes: With fan_out, how long a chunk may take from its creation to its
+            end; a chunk still waiting or running then is cancelled and reported as failed.
     """
     window = parse_range(start, end, plant_now(), plant_tz())
     check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
@@ -63,6 +67,7 @@ async def temperature_raw_backfill(
     table = device_table_def(device_table)
     source = f"device:{device_block}/{device_table}"
     check_hours(max_parallel, "max_parallel", 1, 64)
+    check_hours(chunk_timeout_minutes, "chunk_timeout_minutes", 1, 7 * 24 * 60)
     logger = get_run_logger()
     pieces = chunks(window, chunk_hours)
     if fan_out:
@@ -71,12 +76,13 @@ async def temperature_raw_backfill(
             value_columns=columns, limits={m: list(b) for m, b in bounds.items()}, outlier_mads=outlier_mads, fan_out=False,
         )
         return await run_chunks_on_pool(
-            pieces, lambda p: {"start": p.start.isoformat(), "end": p.end.isoformat(), **params}, max_parallel, "temperature-raw-backfill"
+            pieces, lambda p: {"start": p.start.isoformat(), "end": p.end.isoformat(), **params}, raw_backfill_name,
+            max_parallel, chunk_timeout_minutes, "temperature-raw-backfill",
         )
     reports: list[LoadReport] = []
     async with open_database(source_block) as iot, open_database(device_block) as device:
         await check_raw_tables(iot, device, table)
-        progress = await acreate_progress_artifact(progress=0.0, key="temperature-raw-backfill", description=str(window))
+        progress = await acreate_progress_artifact(progress=0.0, key=artifact_key("temperature-raw-backfill"), description=str(window))
         sensor_map = await sql.read_sensors(iot)
 
         async def validated():  # the next chunk is read and validated while this one is written
@@ -91,7 +97,7 @@ async def temperature_raw_backfill(
             await aupdate_progress_artifact(progress, 100.0 * number / len(pieces))
             logger.info("chunk %d of %d (%s): %d rows", number, len(pieces), piece, batch.rows_read)
     await acreate_table_artifact(
-        key="temperature-raw-backfill-summary",
+        key=artifact_key("temperature-raw-backfill-summary"),
         table=[{"chunk": str(p), **vars(r)} for p, r in zip(pieces, reports)],
         description=f"{source} {window} -> temperature_raw",
     )

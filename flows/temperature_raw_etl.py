@@ -14,15 +14,13 @@ from blocks import open_database
 from flows.core import readings
 from flows.core.io import sql
 from flows.core.schema import device_table as device_table_def
-from flows.core.settings import DEFAULT_SOURCE_BLOCK, check_identifier
+from flows.core.settings import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE, DEFAULT_SOURCE_BLOCK, check_identifier
 from flows.core.streams import ahead
 from flows.raw_tasks import LoadReport, check_raw_tables, load_readings, validate_batch
-
-DEFAULT_DEVICE_BLOCK = "montrg-device"
-DEFAULT_DEVICE_TABLE = "dbo.temperature"
+from flows.run_names import raw_etl_name, runtime_name
 
 
-@flow(name="temperature-raw-etl", flow_run_name="temperature-raw-etl", timeout_seconds=30 * 60)
+@flow(name="temperature-raw-etl", flow_run_name=runtime_name(raw_etl_name), timeout_seconds=30 * 60)
 async def temperature_raw_etl(
     device_block: str = DEFAULT_DEVICE_BLOCK,
     device_table: str = DEFAULT_DEVICE_TABLE,

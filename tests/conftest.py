@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 # Before anything imports flows: the tasks read their retry delay when they are defined.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("MONTRG_RETRY_BACKOFF_S", "0.2")  # retries in tests: quick, but real
+
+import flows  # noqa: E402,F401 - sets Prefect's local defaults (flows.core.settings) before Prefect loads
 
 from collections.abc import AsyncIterator, Callable  # noqa: E402
 

@@ -19,6 +19,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_SOURCE_BLOCK = "pg-fdw-v1-iot"
 DEFAULT_TARGET_BLOCK = "pg-fdw-v2-hq"
+DEFAULT_DEVICE_BLOCK = "montrg-device"
+DEFAULT_DEVICE_TABLE = "dbo.temperature"
+DEFAULT_POOL = "montrg-docker"
+CHUNK_QUEUE = "backfill-chunks"  # the work queue of fanned-out backfill chunks (flows/fanout.py)
+
+# Prefect settings for local commands (montrg, the demo, tests, benchmarks): start the temporary
+# API server patiently on small machines, no telemetry. Prefect reads its settings when it is
+# imported, so these are applied by `import flows`, before anything imports Prefect.
+PREFECT_LOCAL_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def apply_prefect_defaults() -> None:
+    """Set PREFECT_LOCAL_DEFAULTS in the environment where they are not set already."""
+    for name, value in PREFECT_LOCAL_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
