@@ -11,14 +11,13 @@ import os
 # Before anything imports flows: the tasks read their retry delay when they are defined.
 os.environ.setdefault("MONTRG_RETRY_BACKOFF_S", "0.2")  # retries in tests: quick, but real
 
-import flows  # noqa: E402,F401 - sets Prefect's local defaults (flows.core.settings) before Prefect loads
-
 from collections.abc import AsyncIterator, Callable  # noqa: E402
 
 import pytest  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
+import flows  # noqa: E402,F401 - sets Prefect's local defaults (flows.core.settings) before Prefect loads
 from tests.helpers import Db, make_db, unique  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("MONTRG_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")

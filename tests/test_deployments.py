@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flows.core.settings import CHUNK_QUEUE
+
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "montrg-process-test"
 
@@ -16,7 +18,7 @@ POOL = "montrg-process-test"
 @pytest.fixture(scope="module")
 def deployed(prefect_env):
     done = subprocess.run(
-        [sys.executable, "-c", f"import asyncio; from deployments.pool import ensure_pool; print(asyncio.run(ensure_pool({POOL!r}, 2, 'process')))"],
+        [str(Path(sys.executable).with_name("montrg")), "pool", "create", "--pool", POOL, "--type", "process", "--backfill-slots", "2"],
         env=prefect_env, capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
@@ -34,7 +36,7 @@ async def test_every_deployment_of_prefect_yaml_is_on_the_server_as_defined(depl
     async with get_client() as client:
         for spec in deployed:
             flow_name = spec["entrypoint"].split(":")[1].replace("_", "-")
-            d = await client.read_deployment_by_name(f"{flow_name}/{spec['name']}")
+            d = await client.read_deployment_by_name(f"{flow_name}/{spec['name']}-process")
             assert d.work_pool_name == POOL and d.work_queue_name == spec["work_pool"]["work_queue_name"]
             assert set(spec["tags"]) <= set(d.tags)
             assert {k: v for k, v in d.parameters.items() if k in spec["parameters"]} == spec["parameters"]
@@ -50,8 +52,8 @@ async def test_queues_put_backfills_last_and_limit_them(deployed):
 
     async with get_client() as client:
         queues = {q.name: q for q in await client.read_work_queues(work_pool_name=POOL)}
-    assert queues["hourly"].priority < queues["default"].priority < queues["backfill"].priority
-    assert queues["backfill"].concurrency_limit == 2
+    assert queues["hourly"].priority < queues["default"].priority < queues[CHUNK_QUEUE].priority < queues["backfill"].priority
+    assert queues["backfill"].concurrency_limit == 2 and queues[CHUNK_QUEUE].concurrency_limit == 4
 
 
 async def test_backfill_deployment_accepts_dates_and_datetimes_as_the_cli_sends_them(deployed):
@@ -59,7 +61,7 @@ async def test_backfill_deployment_accepts_dates_and_datetimes_as_the_cli_sends_
     from prefect.exceptions import PrefectHTTPStatusError
 
     async with get_client() as client:
-        d = await client.read_deployment_by_name("temperature-backfill/backfill")
+        d = await client.read_deployment_by_name("temperature-backfill/backfill-process")
         for start, end in (("2024-01-01", "2024-01-31"), ("2024-01-01T00:00:00", "2024-01-02T06:00:00+09:00")):
             run = await client.create_flow_run_from_deployment(d.id, parameters={"start": start, "end": end})
             assert run.parameters["start"] == start
