@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast install bench server lint clean
+.PHONY: demo test test-fast install bench server lint clean soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,10 @@ bench: $(VENV)/.installed-run
 	$(BIN)/python bench/backfill_day.py run
 	$(BIN)/python bench/raw_ingest.py raw-etl
 	$(BIN)/python bench/raw_ingest.py collect
+
+# The pipeline deployed on a Docker pool and left alone, every schedule every minute, 3 fanned-out
+# backfills midway; prints runs by state, late starts and the HQ table against a GROUP BY. Needs root
+# (installs and starts a Docker engine when there is none). Not part of `make test`.
+MINUTES ?= 30
+soak: $(VENV)/.installed-run
+	$(BIN)/python -m deployments.soak --minutes $(MINUTES)

@@ -121,12 +121,12 @@ async def run_demo(
 
         now = plant_now()
         end = now.replace(minute=0, second=0, microsecond=0)  # the current hour starts here
-        floor, silent = await _start_floor(cfg, now)
+        floor, silent = await start_floor(cfg, now)
         t0 = time.perf_counter()
         try:
-            await _seed_master(iot, cfg, floor.port, silent.port)
+            await seed_master(iot, cfg, floor.port, silent.port)
             say(f"seeding {cfg.history_days} days of history for {cfg.locations} locations")
-            seeded = await _seed_history(iot, cfg, end - timedelta(days=cfg.history_days), end - timedelta(hours=1))
+            seeded = await seed_history(iot, cfg, end - timedelta(days=cfg.history_days), end - timedelta(hours=1))
             gateway_rows = await _seed_gateway(iot, gateway, cfg, end - timedelta(hours=1), end)
             summary.steps.append(Step("seed", seeded + gateway_rows, time.perf_counter() - t0,
                                       f"{seeded:,} history readings, {gateway_rows:,} gateway rows"))
@@ -198,7 +198,7 @@ async def _remove_demo_rows(iot: Database, hq: Database, gateway) -> None:
         await conn.execute(delete(thresholds).where(thresholds.c.threshold_id >= 900_000))
 
 
-async def _start_floor(cfg: DemoSettings, now: datetime) -> tuple[SimulatedEndpoint, SilentEndpoint]:
+async def start_floor(cfg: DemoSettings, now: datetime) -> tuple[SimulatedEndpoint, SilentEndpoint]:
     """The simulated floor: one server with every device but the failing one, which hangs."""
     current = simulate.readings(cfg.locations, now, now + timedelta(seconds=10), hot_locations=1, null_share=0)
     values = current.group_by("loc_id").first().sort("loc_id")
@@ -209,7 +209,7 @@ async def _start_floor(cfg: DemoSettings, now: datetime) -> tuple[SimulatedEndpo
     return await SimulatedEndpoint(devices).start(), await SilentEndpoint().start()
 
 
-async def _seed_master(iot: Database, cfg: DemoSettings, port: int, silent_port: int) -> None:
+async def seed_master(iot: Database, cfg: DemoSettings, port: int, silent_port: int) -> None:
     registers = json.dumps({m: asdict(r) for m, r in REGISTERS.items()})
     locs = [
         {"loc_id": simulate.location_id(i, PREFIX), "plant": "Demo plant", "factory": "F1", "building": f"B{i // 10 + 1}",
@@ -232,7 +232,7 @@ async def _seed_master(iot: Database, cfg: DemoSettings, port: int, silent_port:
             await sql.upsert_rows(conn, table, [key], pl.DataFrame(rows, infer_schema_length=None))
 
 
-async def _seed_history(iot: Database, cfg: DemoSettings, start: datetime, end: datetime) -> int:
+async def seed_history(iot: Database, cfg: DemoSettings, start: datetime, end: datetime) -> int:
     total, day = 0, start
     while day < end:
         chunk_end = min(day + timedelta(days=1), end)
