@@ -55,6 +55,9 @@ def build_image(dockerfile: str = "Dockerfile", **build_kwargs: Any) -> dict[str
         buildargs["BASE_IMAGE"] = os.environ["MONTRG_BASE_IMAGE"]
         # a base given by name may be local only (built without a registry): use it, do not pull
         build_kwargs.setdefault("pull", False)
+    # docker-py keeps the classic builder's intermediate containers unless told otherwise
+    build_kwargs.setdefault("rm", True)
+    build_kwargs.setdefault("forcerm", True)
     if os.environ.get("MONTRG_DOCKER_BUILD_NETWORK"):
         build_kwargs["network_mode"] = os.environ["MONTRG_DOCKER_BUILD_NETWORK"]
     return build_docker_image(
