@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import asyncio
 
 from prefect import flow
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
@@ -10,24 +10,32 @@ from prefect.logging import get_run_logger
 
 from blocks import open_database
 from flows.core.io import sql
-from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now, plant_tz
-from flows.core.windows import check_hours, chunks, parse_range
+from flows.core.settings import (
+    DEFAULT_SOURCE_BLOCK,
+    DEFAULT_TARGET_BLOCK,
+    backfill_timeout_seconds,
+    earliest_time,
+    plant_now,
+    plant_tz,
+)
+from flows.core.windows import check_hours, check_range, chunks, parse_range
 from flows.fanout import artifact_key, run_chunks_on_pool
 from flows.hourly_tasks import RunReport, check_connections, process_chunks
+from flows.params import TimeBound, Whole
 from flows.run_names import backfill_name, runtime_name
 from flows.temperature_etl import JOB as ETL_JOB
 
 
 @flow(name="temperature-backfill", flow_run_name=runtime_name(backfill_name))
 async def temperature_backfill(
-    start: date | datetime | str,
-    end: date | datetime | str,
-    chunk_hours: int = 24,
+    start: TimeBound,
+    end: TimeBound,
+    chunk_hours: Whole = 24,
     source_block: str = DEFAULT_SOURCE_BLOCK,
     target_block: str = DEFAULT_TARGET_BLOCK,
     fan_out: bool = False,
-    max_parallel: int = 4,
-    chunk_timeout_minutes: int = 180,
+    max_parallel: Whole = 4,
+    chunk_timeout_minutes: Whole = 180,
 ) -> RunReport:
     """Re-aggregate the hourly table for a range, chunk by chunk, touching nothing outside it.
 
@@ -49,10 +57,10 @@ async def temperature_backfill(
         chunk_timeout_minutes: With fan_out, how long a chunk may take from its creation to its
             end; a chunk still waiting or running then is cancelled and reported as failed.
     """
-    window = parse_range(start, end, plant_now(), plant_tz())
+    window = parse_range(start, end, plant_now(), plant_tz(), earliest_time())
     check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
-    check_hours(max_parallel, "max_parallel", 1, 64)
-    check_hours(chunk_timeout_minutes, "chunk_timeout_minutes", 1, 7 * 24 * 60)
+    check_range(max_parallel, "max_parallel", 1, 64, "chunks")
+    check_range(chunk_timeout_minutes, "chunk_timeout_minutes", 1, 7 * 24 * 60, "minutes")
     logger = get_run_logger()
     pieces = chunks(window, chunk_hours)
     logger.info("backfill %s (plant time): %d hours in %d chunks", window, window.hours, len(pieces))
@@ -76,7 +84,15 @@ async def temperature_backfill(
             await aupdate_progress_artifact(progress, done)
             logger.info("progress: chunk %d of %d done (%.0f%%)", number, len(pieces), done)
 
-        report.chunks = await process_chunks(source, target, pieces, after_each=progressed, task_per_step=False)
+        limit = backfill_timeout_seconds(window.hours)
+        try:
+            async with asyncio.timeout(limit):
+                report.chunks = await process_chunks(source, target, pieces, after_each=progressed, task_per_step=False)
+        except TimeoutError:
+            raise TimeoutError(
+                f"backfill {window} did not finish within {limit:.0f} s (10 minutes + 30 s per hour of the range); "
+                "the chunks done are kept, rerun it or a smaller range"
+            ) from None
         await sql.extend_watermark(target, ETL_JOB, window.start, window.end, plant_now())
     await acreate_table_artifact(
         key=artifact_key("temperature-backfill-summary"), table=report.table(), description=f"temperature-backfill {window}"

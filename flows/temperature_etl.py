@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from prefect import flow
 from prefect.artifacts import acreate_table_artifact
 from prefect.logging import get_run_logger
@@ -11,9 +9,10 @@ from prefect.runtime import flow_run
 
 from blocks import open_database
 from flows.core.io import sql
-from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now, plant_tz
-from flows.core.windows import HOUR, Window, check_hours, chunks, etl_window
+from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, earliest_time, plant_now, plant_tz
+from flows.core.windows import DAY, HOUR, Window, check_hours, chunks, etl_window
 from flows.hourly_tasks import RunReport, check_connections, process_chunks
+from flows.params import Hour, Whole
 from flows.run_names import etl_name, runtime_name
 
 JOB = "temperature-etl"
@@ -21,10 +20,10 @@ JOB = "temperature-etl"
 
 @flow(name="temperature-etl", flow_run_name=runtime_name(etl_name), timeout_seconds=30 * 60)
 async def temperature_etl(
-    hour: datetime | None = None,
-    lookback_hours: int = 3,
-    chunk_hours: int = 24,
-    max_catchup_hours: int = 24 * 7,
+    hour: Hour = None,
+    lookback_hours: Whole = 3,
+    chunk_hours: Whole = 24,
+    max_catchup_hours: Whole = 24 * 7,
     source_block: str = DEFAULT_SOURCE_BLOCK,
     target_block: str = DEFAULT_TARGET_BLOCK,
 ) -> RunReport:
@@ -50,7 +49,7 @@ async def temperature_etl(
     check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
     check_hours(max_catchup_hours, "max_catchup_hours", 0, 24 * 366)
     logger = get_run_logger()
-    window = etl_window(hour, flow_run.scheduled_start_time, lookback_hours, plant_tz())
+    window = etl_window(hour, flow_run.scheduled_start_time, lookback_hours, plant_tz(), earliest_time(), plant_now() + DAY)
     async with open_database(source_block) as source, open_database(target_block) as target:
         await check_connections(source, target)
         scheduled = hour is None

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime
 
 from prefect import flow
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
@@ -14,19 +13,27 @@ from blocks import open_database
 from flows.core import readings
 from flows.core.io import sql
 from flows.core.schema import device_table as device_table_def
-from flows.core.settings import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE, DEFAULT_SOURCE_BLOCK, plant_now, plant_tz
+from flows.core.settings import (
+    DEFAULT_DEVICE_BLOCK,
+    DEFAULT_DEVICE_TABLE,
+    DEFAULT_SOURCE_BLOCK,
+    earliest_time,
+    plant_now,
+    plant_tz,
+)
 from flows.core.streams import ahead
-from flows.core.windows import check_hours, chunks, parse_range
+from flows.core.windows import check_hours, check_range, chunks, parse_range
 from flows.fanout import artifact_key, run_chunks_on_pool
+from flows.params import TimeBound, Whole
 from flows.raw_tasks import LoadReport, check_raw_tables, load_readings, validate_batch
 from flows.run_names import raw_backfill_name, runtime_name
 
 
 @flow(name="temperature-raw-backfill", flow_run_name=runtime_name(raw_backfill_name))
 async def temperature_raw_backfill(
-    start: date | datetime | str,
-    end: date | datetime | str,
-    chunk_hours: int = 24,
+    start: TimeBound,
+    end: TimeBound,
+    chunk_hours: Whole = 24,
     device_block: str = DEFAULT_DEVICE_BLOCK,
     device_table: str = DEFAULT_DEVICE_TABLE,
     source_block: str = DEFAULT_SOURCE_BLOCK,
@@ -34,8 +41,8 @@ async def temperature_raw_backfill(
     limits: dict[str, list[float]] | None = None,
     outlier_mads: float | None = None,
     fan_out: bool = False,
-    max_parallel: int = 4,
-    chunk_timeout_minutes: int = 180,
+    max_parallel: Whole = 4,
+    chunk_timeout_minutes: Whole = 180,
 ) -> list[LoadReport] | list[dict[str, str]]:
     """Reload the device table's readings whose capture_dt lies in a range, chunk by chunk.
 
@@ -60,14 +67,14 @@ async def temperature_raw_backfill(
         chunk_timeout_minutes: With fan_out, how long a chunk may take from its creation to its
             end; a chunk still waiting or running then is cancelled and reported as failed.
     """
-    window = parse_range(start, end, plant_now(), plant_tz())
+    window = parse_range(start, end, plant_now(), plant_tz(), earliest_time())
     check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
     columns = readings.check_value_columns(value_columns)
     bounds = readings.check_limits(limits or {})
     table = device_table_def(device_table)
     source = f"device:{device_block}/{device_table}"
-    check_hours(max_parallel, "max_parallel", 1, 64)
-    check_hours(chunk_timeout_minutes, "chunk_timeout_minutes", 1, 7 * 24 * 60)
+    check_range(max_parallel, "max_parallel", 1, 64, "chunks")
+    check_range(chunk_timeout_minutes, "chunk_timeout_minutes", 1, 7 * 24 * 60, "minutes")
     logger = get_run_logger()
     pieces = chunks(window, chunk_hours)
     if fan_out:

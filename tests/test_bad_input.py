@@ -29,15 +29,51 @@ async def test_start_after_end_fails_before_any_work():
 @pytest.mark.parametrize(
     "start,end,message",
     [
-        ("2024-13-01", "2024-01-02", r"start='2024-13-01' is neither a date"),
-        ("2024-01-01", "yesterday", r"end='yesterday' is neither a date"),
-        ("2999-01-01", "2999-01-02", r"nothing in this range has happened yet"),
+        ("2024-13-01", "2024-01-02", r"start='2024-13-01' is not a date 'YYYY-MM-DD' or a datetime"),
+        ("2024-01-01", "yesterday", r"end='yesterday' is not a date 'YYYY-MM-DD' or a datetime"),
+        ("2999-01-01", "2999-01-02", r"start=2999-01-01 00:00 is outside the accepted times"),
         ("2024-01-01T05:00", "2024-01-01T05:00", r"is not before end"),
+        # times a plant cannot have stop before any query (year 1 became '-infinity' on PostgreSQL)
+        ("0001-01-01", "0001-01-01", r"start=0001-01-01 00:00 is outside the accepted times 2000-01-01"),
+        ("1999-12-31T23:00", "2024-01-01", r"start=1999-12-31 23:00 is outside the accepted times"),
+        # only the documented forms: no basic ISO, no week dates
+        ("20240131", "20240201", r"start='20240131' is not a date 'YYYY-MM-DD'"),
+        ("2024-W05", "2024-W06", r"start='2024-W05' is not a date"),
     ],
 )
 async def test_bad_ranges_are_named(start, end, message):
     with pytest.raises(ValueError, match=message):
         await temperature_backfill(start=start, end=end, source_block="nope", target_block="nope")
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(start=20240131, end="2024-02-01"), r"20240131 is a number, not a date 'YYYY-MM-DD'"),  # not Unix seconds
+        (dict(start="2024-01-01", end="2024-01-02", chunk_hours=True), r"True is not a whole number"),
+        (dict(start="2024-01-01", end="2024-01-02", max_parallel=0), r"max_parallel=0 must be a whole number of chunks"),
+    ],
+)
+async def test_parameters_take_only_their_documented_forms(kwargs, message):
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises((ValueError, ParameterTypeError), match=message):
+        await temperature_backfill(**kwargs, source_block="nope", target_block="nope")
+
+
+@pytest.mark.parametrize(
+    "hour,message",
+    [
+        (datetime(1, 1, 1, 3), r"hour=0001-01-01 03:00 is outside the accepted times"),
+        (1706677200, r"1706677200 is a number"),
+        ("20240131", r"hour='20240131' is not a date"),
+    ],
+)
+async def test_hourly_job_refuses_hours_a_plant_cannot_have(hour, message):
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises((ValueError, ParameterTypeError), match=message):
+        await temperature_etl(hour=hour, source_block="nope", target_block="nope")
 
 
 async def test_bad_chunk_and_lookback_are_named():

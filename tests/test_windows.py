@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flows.core.windows import Window, chunks, etl_window, parse_range
+from flows.core.windows import Window, chunks, etl_window, floor_hour, parse_range
 
 SEOUL = ZoneInfo("Asia/Seoul")
 NOW = datetime(2024, 3, 10, 14, 25)  # plant local
@@ -50,3 +50,18 @@ def test_chunks_tile_the_window():
     assert [p.hours for p in pieces] == [24, 19]
     assert pieces[0].start == window.start and pieces[-1].end == window.end
     assert all(a.end == b.start for a, b in zip(pieces, pieces[1:]))
+
+
+def test_a_utc_range_inside_the_repeated_dst_hour_is_that_plant_hour():
+    berlin = ZoneInfo("Europe/Berlin")
+    now = datetime(2024, 11, 1)
+    # 00:00Z and 01:00Z are both 02:00 local on 2024-10-27 (CEST, then CET)
+    window = parse_range("2024-10-27T00:00+00:00", "2024-10-27T01:00+00:00", now, berlin)
+    assert window == Window(datetime(2024, 10, 27, 2), datetime(2024, 10, 27, 3))
+    with pytest.raises(ValueError, match="is not before end"):  # a reversed range stays an error
+        parse_range("2024-10-27T01:00+00:00", "2024-10-27T00:00+00:00", now, berlin)
+
+
+def test_an_end_far_in_the_future_stops_at_the_last_full_hour():
+    assert parse_range("2024-03-01", "9999-12-31", NOW, SEOUL) == Window(datetime(2024, 3, 1), floor_hour(NOW))
+    assert parse_range("2024-03-01", "9999-12-31T23:30", NOW, SEOUL).end == floor_hour(NOW)

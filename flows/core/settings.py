@@ -8,6 +8,7 @@ change it without code changes:
 | MONTRG_PLANT_TZ | Asia/Seoul | the plant's time zone; raw capture_dt and ymd/hh are plant local time |
 | MONTRG_SCHEMA | flet_montrg | the schema of the pipeline's tables (a database on MariaDB; none on SQLite) |
 | MONTRG_RETRY_BACKOFF_S | 5 | first wait before a task retries a lost connection (then x2, x4) |
+| MONTRG_EARLIEST_DATE | 2000-01-01 | the earliest plant time a flow accepts (the latest: a day after now) |
 """
 
 from __future__ import annotations
@@ -48,6 +49,25 @@ def plant_tz() -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"MONTRG_PLANT_TZ={name!r} is not a known time zone") from exc
+
+
+def earliest_time() -> datetime:
+    """The earliest plant time any flow accepts (MONTRG_EARLIEST_DATE, default 2000-01-01)."""
+    raw = os.environ.get("MONTRG_EARLIEST_DATE", "2000-01-01")
+    try:
+        value = datetime.strptime(raw, "%Y-%m-%d")
+    except ValueError:
+        raise ValueError(f"MONTRG_EARLIEST_DATE={raw!r} is not a date YYYY-MM-DD") from None
+    if not datetime(1900, 1, 1) <= value <= datetime(2100, 1, 1):
+        raise ValueError(f"MONTRG_EARLIEST_DATE={raw!r} must be 1900-01-01..2100-01-01")
+    return value
+
+
+def backfill_timeout_seconds(hours: int) -> float:
+    """The longest a backfill of `hours` may take: 10 minutes plus 30 s per hour of its range (the
+    10M-row benchmark, about 2,000 location-days, takes seconds). Beyond it the run stops with an
+    error, so no range can keep the databases busy without end."""
+    return 600.0 + 30.0 * hours
 
 
 def plant_now() -> datetime:
