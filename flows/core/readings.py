@@ -59,6 +59,19 @@ def check_limits(limits: Mapping[str, object]) -> dict[str, tuple[float, float]]
     return out
 
 
+QUOTE_CHARS = 40  # a bad value is quoted up to this many characters, so every reason of a row fits
+
+
+def quoted(text: pl.Expr) -> pl.Expr:
+    """`'value'`, or its first QUOTE_CHARS characters and its length when longer."""
+    length = text.str.len_chars()
+    return (
+        pl.when(length > QUOTE_CHARS)
+        .then(pl.format("'{}...' ({} characters)", text.str.slice(0, QUOTE_CHARS), length))
+        .otherwise(pl.format("'{}'", text))
+    )
+
+
 def _value_and_checks(measure: str, column: str, low: float, high: float) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     """(parsed value, "the parsed value is bad", the reason why) of one text column.
 
@@ -74,7 +87,7 @@ def _value_and_checks(measure: str, column: str, low: float, high: float) -> tup
         .when(text == "")
         .then(pl.lit(f"{column} ({measure}) is empty"))
         .when(value.is_null())
-        .then(pl.format(f"{column} ({measure})=" + "'{}' is not a number", text))
+        .then(pl.format(f"{column} ({measure})=" + "{} is not a number", quoted(text)))
         .when(value.is_nan())
         .then(pl.lit(f"{column} ({measure}) is NaN"))
         .when(value.is_infinite())
@@ -113,7 +126,7 @@ def parse_device_rows(
     problems += [
         pl.when(pl.col("capture_dt").is_null()).then(pl.lit("capture_dt is missing")),
         pl.when(pl.col("sensor_id").is_null()).then(pl.lit("sensor_id is missing")),
-        pl.when(unknown_sensor).then(pl.format("unknown sensor '{}'", "sensor_id")),
+        pl.when(unknown_sensor).then(pl.format("unknown sensor {}", quoted(pl.col("sensor_id").cast(pl.String)))),
     ]
     mapped = rows.join(sensors.select("sensor_id", "loc_id"), on="sensor_id", how="left")
     checked = mapped.with_columns(*values).with_columns(pl.any_horizontal(bad).alias("_bad"))
