@@ -32,6 +32,9 @@ _ASYNC_DRIVERS = {
 }
 _BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 _SUPPORTED = {"postgresql+asyncpg", "mysql+asyncmy", "mysql+aiomysql", "sqlite+aiosqlite"}
+# query parameters the drivers read as credentials: refused, so a password only ever lives in the
+# block's secret field (the query string is a plain field, shown in the UI and in every log line)
+CREDENTIAL_PARAMETERS = {"password", "pass", "passwd", "pwd", "sslpassword", "passfile", "sslkey_password", "ssl_key_password"}
 
 
 class BlockNotFound(LookupError):
@@ -39,11 +42,25 @@ class BlockNotFound(LookupError):
 
 
 def async_url(url: str | URL) -> URL:
-    """`url` with its driver mapped to the async one; raises ValueError for unsupported ones."""
+    """`url` with its driver mapped to the async one; raises ValueError for unsupported ones, and
+    for credentials anywhere but the user:password part (the message never repeats them)."""
+    if isinstance(url, str):
+        authority = url.split("?", 1)[0].split("://", 1)[-1]
+        if authority.count("@") > 1:
+            raise ValueError(
+                "the URL has more than one '@' before the host, so where the password ends is ambiguous; "
+                "write '@' in the password as %40 (':' as %3A, '/' as %2F)"
+            )
     try:
         parsed = make_url(url) if isinstance(url, str) else url
     except (ArgumentError, ValueError):  # their messages quote the URL, password included
         raise ValueError("not a database URL (expected e.g. postgresql://user:password@host:5432/db)") from None
+    credentials = sorted(k for k in parsed.query if k.lower() in CREDENTIAL_PARAMETERS)
+    if credentials:
+        raise ValueError(
+            f"the URL carries a credential in its query string ({', '.join(k + '=***' for k in credentials)}); "
+            "put the password in the user:password part of the URL (it is then stored as a secret)"
+        )
     driver = _ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
     if driver not in _SUPPORTED:
         raise ValueError(

@@ -32,6 +32,21 @@ def test_blocks_create_never_prints_the_password(prefect_env):
         assert f"saved block '{name}': postgresql+asyncpg://montrg:***@127.0.0.1:5432/test" in done.stdout
 
 
+@pytest.mark.parametrize(
+    "url,message",
+    [
+        (f"postgresql://u@127.0.0.1/db?password={PASSWORD}", "credential in its query string (password=***)"),
+        (f"postgresql://u@127.0.0.1/db?sslmode=require&sslpassword={PASSWORD}", "(sslpassword=***)"),
+        (f"mysql://u@127.0.0.1/db?passwd={PASSWORD}", "(passwd=***)"),
+        (f"postgresql://u:{PASSWORD[:4]}@{PASSWORD[4:]}@127.0.0.1/db", "more than one '@' before the host"),
+    ],
+)
+def test_blocks_create_refuses_passwords_outside_the_secret_field(prefect_env, url, message):
+    done = montrg(prefect_env, "blocks", "create", unique("t-cli-"), url)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert PASSWORD not in done.stdout + done.stderr and PASSWORD[4:] not in done.stdout + done.stderr
+
+
 def test_blocks_create_rejects_bad_urls_without_echoing_them(prefect_env):
     bad_port = montrg(prefect_env, "blocks", "create", unique("t-cli-"), f"postgresql://u:{PASSWORD}@h:notaport/db")
     bad_driver = montrg(prefect_env, "blocks", "create", unique("t-cli-"), f"oracle://u:{PASSWORD}@h/db")
