@@ -59,10 +59,12 @@ def validate_batch(
     limits: Mapping[str, tuple[float, float]],
     outlier_mads: float | None,
     watermark_column: str | None = None,
+    require_upload: bool = True,
 ) -> Validated:
-    """Parse and check one batch of device rows (pure Polars: runs in a worker thread)."""
+    """Parse and check one batch of device rows (pure Polars: runs in a worker thread). Rows
+    without an upload time are rejected unless `require_upload` is off (a table read by capture_dt)."""
     now = plant_now()
-    parsed = readings.parse_device_rows(rows, sensor_map, value_columns, limits, source, now)
+    parsed = readings.parse_device_rows(rows, sensor_map, value_columns, limits, source, now, require_upload)
     good, rejects, outliers = parsed.good, parsed.rejects, 0
     if outlier_mads is not None and good.height:
         good, flagged = readings.split_outliers(good, outlier_mads)

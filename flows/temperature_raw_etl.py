@@ -79,11 +79,19 @@ async def temperature_raw_etl(
         logger.info("reading %s with %s after %s, %d rows per batch", source, watermark_column, after or "the beginning", batch_rows)
         sensor_map = await sql.read_sensors(iot)
 
+        by_upload = watermark_column == "upload_dt"
+
+        async def reading():
+            if by_upload:  # rows without an upload time: never in the incremental read, rejected as such
+                async for rows in sql.iter_device_rows(device, table, watermark_column, None, None, batch_rows, missing=True):
+                    yield rows
+            async for rows in sql.iter_device_rows(device, table, watermark_column, after, None, batch_rows, max(batch_rows // 8, 1)):
+                yield rows
+
         async def validated():  # a pipeline: batch k+2 is read while k+1 is validated and k is written
-            reading = sql.iter_device_rows(device, table, watermark_column, after, None, batch_rows, max(batch_rows // 8, 1))
-            async for rows in ahead(reading):  # the first batch is small, to start loading early
+            async for rows in ahead(reading()):  # the first batch is small, to start loading early
                 yield await asyncio.to_thread(
-                    validate_batch, rows, sensor_map, source, columns, bounds, outlier_mads, watermark_column
+                    validate_batch, rows, sensor_map, source, columns, bounds, outlier_mads, watermark_column, by_upload
                 )
 
         async for batch in ahead(validated()):

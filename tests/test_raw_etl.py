@@ -230,3 +230,75 @@ async def test_a_batch_failing_midstream_keeps_the_batches_before_it_and_their_w
     await run(device, table, iot, batch_rows=10, overlap_minutes=0)
     assert (await raw_rows(iot))["capture_dt"].to_list() == [r["capture_dt"] for r in series]
     assert await sql.get_watermark(iot.db, job) == series[-1]["upload_dt"]
+
+
+async def test_rows_without_an_upload_time_are_rejected_as_such_not_lost(raw_setup):
+    device, table, iot = raw_setup
+    orphan = {**row("S1", 5, "21"), "upload_dt": None}
+    await seed(device, table, GOOD + [orphan])
+
+    await run(device, table, iot)
+    await run(device, table, iot)  # read again each run, recorded once
+
+    assert len(await raw_rows(iot)) == len(GOOD)
+    rejects = await reject_rows(iot)
+    assert rejects.select("sensor_id", "capture_dt", "reason").rows() == [("S1", orphan["capture_dt"], "upload_dt is missing (no upload time)")]
+
+
+async def test_upload_times_tied_across_a_failed_batch_boundary_are_not_skipped(raw_setup):
+    """overlap_minutes=0, batches of 10, 30 rows sharing 3 upload times; the second batch fails:
+    the rerun still loads every row (the watermark is read inclusively)."""
+    device, table, iot = raw_setup
+    ties = [row("S1", m, f"{20 + m % 7}", uploaded=T0 + timedelta(hours=1, minutes=m // 12)) for m in range(30)]
+    ties[15] = row("S1", 15, "66.5", uploaded=ties[15]["upload_dt"])  # refused by the IoT database
+    await seed(device, table, ties)
+    async with iot.db.engine.begin() as conn:
+        await conn.execute(text(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.temperature = 66.5 THEN RAISE EXCEPTION 'refused by test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        ))
+        await conn.execute(text(
+            f"CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {iot.table('temperature_raw')} FOR EACH ROW EXECUTE FUNCTION refuse()"
+        ))
+    with pytest.raises(Exception, match="refused by test"):
+        await run(device, table, iot, batch_rows=10, overlap_minutes=0)
+    async with iot.db.engine.begin() as conn:
+        await conn.execute(text(f"DROP TRIGGER refuse ON {iot.table('temperature_raw')}"))
+
+    await run(device, table, iot, batch_rows=10, overlap_minutes=0)
+    assert (await raw_rows(iot))["capture_dt"].to_list() == [r["capture_dt"] for r in ties]
+
+
+async def test_a_conflicting_row_committed_during_copy_falls_back_to_staging(pg_url):
+    """COPY straight into temperature_raw meets a row another session commits meanwhile: asyncpg's
+    own UniqueViolationError, not SQLAlchemy's; the batch is staged and upserted instead."""
+    import asyncio
+
+    import polars as pl
+
+    from flows.core.aggregate import RAW_SCHEMA
+
+    iot = await make_db(await pg_url(), unique("t-iot-"))
+    rows = pl.DataFrame(
+        [(f"L{i}", T0 + timedelta(seconds=i), 20.0 + i, 50.0, 25.0) for i in range(100)], schema=RAW_SCHEMA, orient="row"
+    )
+    other = await iot.db.engine.connect()
+    try:
+        await other.begin()
+        await other.execute(text(f"INSERT INTO {iot.table('temperature_raw')} (loc_id, capture_dt, temperature) VALUES ('L50', :t, 99)"),
+                            {"t": T0 + timedelta(seconds=50)})
+        write = asyncio.ensure_future(sql.write_readings(iot.db, rows, replace=True))
+        while True:  # until the COPY waits for the other session's row lock
+            async with iot.db.engine.connect() as probe:
+                waiting = (await probe.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                ))).scalar()
+            if waiting or write.done():
+                break
+            await asyncio.sleep(0.05)
+        await other.commit()
+        result = await write
+    finally:
+        await other.close()
+        await iot.db.dispose()
+    assert result.written == 100

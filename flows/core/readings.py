@@ -105,11 +105,13 @@ def parse_device_rows(
     limits: Mapping[str, tuple[float, float]],
     source: str,
     now: datetime,
+    require_upload: bool = False,
 ) -> Parsed:
     """Validate device-table rows (sensor_id, device_id, capture_dt, t1..t6, upload_dt).
 
     sensor_id maps to loc_id through `sensors` (sensor_id, loc_id). Of several uploads of one
-    (loc_id, capture_dt), the latest upload wins.
+    (loc_id, capture_dt), the latest upload wins. `require_upload`: a row without an upload time
+    is rejected as such (the incremental load reads by upload time).
     """
     values, bad, problems = [], [], []
     for measure in MEASURES:
@@ -122,10 +124,12 @@ def parse_device_rows(
         bad.append(is_bad)
         problems.append(problem)
     unknown_sensor = pl.col("sensor_id").is_not_null() & pl.col("loc_id").is_null()
-    bad += [pl.col("capture_dt").is_null(), pl.col("sensor_id").is_null(), unknown_sensor]
+    no_upload = pl.col("upload_dt").is_null() if require_upload else pl.lit(False)
+    bad += [pl.col("capture_dt").is_null(), pl.col("sensor_id").is_null(), unknown_sensor, no_upload]
     problems += [
         pl.when(pl.col("capture_dt").is_null()).then(pl.lit("capture_dt is missing")),
         pl.when(pl.col("sensor_id").is_null()).then(pl.lit("sensor_id is missing")),
+        pl.when(no_upload).then(pl.lit("upload_dt is missing (no upload time)")),
         pl.when(unknown_sensor).then(pl.format("unknown sensor {}", quoted(pl.col("sensor_id").cast(pl.String)))),
     ]
     mapped = rows.join(sensors.select("sensor_id", "loc_id"), on="sensor_id", how="left")

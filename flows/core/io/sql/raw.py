@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import polars as pl
+from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import (
     DateTime,
     Table,
@@ -201,7 +202,7 @@ async def _copy_if_new(conn: AsyncConnection, df: pl.DataFrame, schema: str | No
     try:
         async with conn.begin_nested():
             await _copy_records(conn, t, schema, df)
-    except IntegrityError:
+    except (IntegrityError, UniqueViolationError):  # the raw driver's error: COPY bypasses SQLAlchemy's wrapping
         return False
     return True
 
@@ -216,13 +217,17 @@ async def read_device_rows(
 
 def iter_device_rows(
     db: Database, table: Table, column: str, after: datetime | None, until: datetime | None,
-    batch_rows: int, first_rows: int | None = None,
+    batch_rows: int, first_rows: int | None = None, missing: bool = False,
 ) -> AsyncIterator[pl.DataFrame]:
-    """Device rows with after < `column` <= until (either bound may be None), oldest first, as
+    """Device rows with after <= `column` <= until (either bound may be None), oldest first, as
     frames of `batch_rows` rows (the first of `first_rows`) read one after the other (one query,
-    streamed)."""
+    streamed). `after` is inclusive: rows tied with the watermark are read again (loading them
+    again changes nothing), so no tie across a batch boundary is ever skipped. `missing`: the
+    rows whose `column` is NULL instead."""
     col = table.c[column]
-    conditions = [c for c in (col > after if after else None, col <= until if until else None) if c is not None]
+    if missing:
+        return _iter_device(db, table, [col.is_(None)], table.c.capture_dt, batch_rows, first_rows)
+    conditions = [col.is_not(None)] + [c for c in (col >= after if after else None, col <= until if until else None) if c is not None]
     return _iter_device(db, table, conditions, col, batch_rows, first_rows)
 
 
