@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import polars as pl
@@ -15,7 +15,8 @@ from flows.core import readings
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import etl_watermark, sensors, temperature_raw, temperature_raw_reject
-from flows.core.settings import plant_now
+from flows.core.settings import plant_now, plant_tz
+from flows.core.windows import HOUR, Window
 from flows.hourly_tasks import RETRYING, MissingTableError, require_tables
 
 RAW_TABLES = [temperature_raw, temperature_raw_reject, sensors, etl_watermark]
@@ -49,6 +50,8 @@ class Validated:
     rejects: pl.DataFrame
     outliers: int
     latest: datetime | None = None  # the batch's newest watermark value
+    repeated: pl.DataFrame | None = None  # good rows in a repeated DST hour (readings.Parsed.repeated)
+    source: str = ""
 
 
 def validate_batch(
@@ -64,19 +67,42 @@ def validate_batch(
     """Parse and check one batch of device rows (pure Polars: runs in a worker thread). Rows
     without an upload time are rejected unless `require_upload` is off (a table read by capture_dt)."""
     now = plant_now()
-    parsed = readings.parse_device_rows(rows, sensor_map, value_columns, limits, source, now, require_upload)
+    parsed = readings.parse_device_rows(rows, sensor_map, value_columns, limits, source, now, require_upload, plant_tz())
     good, rejects, outliers = parsed.good, parsed.rejects, 0
     if outlier_mads is not None and good.height:
         good, flagged = readings.split_outliers(good, outlier_mads)
         outliers = flagged.height
         rejects = pl.concat([rejects, readings.rejects(flagged, list(flagged.columns[:-1]), source, now, ["loc_id", "capture_dt"])])
     latest = rows[watermark_column].max() if watermark_column and rows.height else None
-    return Validated(rows.height, good, rejects, outliers, latest)  # type: ignore[arg-type]
+    return Validated(rows.height, good, rejects, outliers, latest, parsed.repeated, source)  # type: ignore[arg-type]
+
+
+async def set_aside_repeated(iot: Database, batch: Validated) -> Validated:
+    """In a repeated (daylight-saving) hour, a reading whose (loc_id, capture_dt) already holds a
+    different reading is another reading of the same naive time, not a correction: it goes to the
+    rejects with the reason instead of overwriting the first (loading the same reading again
+    changes nothing). Batches load in order, so earlier batches of this run are seen here."""
+    if batch.repeated is None or not batch.repeated.height:
+        return batch
+    keys = ["loc_id", "capture_dt"]
+    hours = batch.repeated["capture_dt"].dt.truncate("1h")
+    stored = await sql.read_raw(iot, Window(hours.min(), hours.max() + HOUR))  # type: ignore[operator]
+    measures = list(readings.MEASURES)
+    joined = batch.repeated.join(stored.select(*keys, *(pl.col(m).alias(f"{m}_stored") for m in measures)), on=keys, how="inner")
+    differs = pl.any_horizontal(*(pl.col(m).ne_missing(pl.col(f"{m}_stored")) for m in measures))
+    conflicts = joined.filter(differs).with_columns(reason=readings.repeated_reason(pl.col("capture_dt")))
+    if not conflicts.height:
+        return batch
+    original = [c for c in batch.repeated.columns if c not in (*measures, "loc_id", "_bad")]
+    set_aside = readings.rejects(conflicts, original, batch.source, plant_now(), ["sensor_id", "device_id", "capture_dt", "upload_dt"])
+    good = batch.good.join(conflicts.select(keys), on=keys, how="anti")
+    return replace(batch, good=good, rejects=pl.concat([batch.rejects, set_aside]), repeated=None)
 
 
 @task(name="load-readings", **RETRYING)
 async def load_readings(iot: Database, batch: Validated, source: str, job: str | None = None) -> LoadReport:
     """Load one validated batch, its rejects and (with `job`) the job's watermark, in one transaction."""
+    batch = await set_aside_repeated(iot, batch)
     watermark = (job, batch.latest) if job is not None and batch.latest is not None else None
     result = await sql.write_readings(iot, batch.good, batch.rejects, replace=True, watermark=watermark)
     logger = get_run_logger()

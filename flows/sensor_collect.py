@@ -57,15 +57,32 @@ async def load_sensors(iot: Database) -> list[Sensor]:
     return out
 
 
+def second_pass(tick: float, tz: tzinfo) -> bool:
+    """True when epoch second `tick` falls in the second pass of a repeated plant-local hour (the
+    autumn daylight-saving change): its naive local time already named a reading an hour earlier."""
+    local = datetime.fromtimestamp(tick, tz)
+    return local.fold == 1 and local.utcoffset() != local.replace(fold=0).utcoffset()
+
+
 @task(name="flush-readings", task_run_name="flush-readings {cycles} cycles", cache_policy=NO_CACHE)
 async def flush(iot: Database, buffer: list[dict[str, object]], sensors: pl.DataFrame, cycles: int) -> sql.WriteResult:
-    """Validate buffered readings (NaN, physical limits) and write them and their rejects at once."""
+    """Validate buffered readings (NaN, physical limits) and write them and their rejects at once.
+
+    Readings of the second pass of a repeated (daylight-saving) hour, whose naive capture_dt
+    already names the first pass's reading (`second_pass`), go to the rejects with that reason:
+    never lost quietly."""
     rows = pl.DataFrame(buffer, schema={"sensor_id": pl.String, "device_id": pl.String, "capture_dt": pl.Datetime("us"),
-                                        **{f"t{i}": pl.String for i in range(1, 7)}, "upload_dt": pl.Datetime("us")})
+                                        **{f"t{i}": pl.String for i in range(1, 7)}, "upload_dt": pl.Datetime("us"),
+                                        "second_pass": pl.Boolean})
     now = rows["capture_dt"].max()
-    parsed = readings.parse_device_rows(rows, sensors, readings.DEFAULT_VALUE_COLUMNS, readings.DEFAULT_LIMITS, SOURCE, now)
+    rows, flags = rows.drop("second_pass"), rows["second_pass"]
+    parsed = readings.parse_device_rows(rows.filter(~flags), sensors, readings.DEFAULT_VALUE_COLUMNS, readings.DEFAULT_LIMITS, SOURCE, now)
+    set_aside = rows.filter(flags).join(sensors.select("sensor_id", "loc_id"), on="sensor_id", how="left").with_columns(
+        reason=readings.repeated_reason(pl.col("capture_dt"))
+    )
+    found = pl.concat([parsed.rejects, readings.rejects(set_aside, rows.columns, SOURCE, now, ["sensor_id", "capture_dt", "upload_dt"])])
     # at-least-once collection: a reading already stored (overlapping or repeated run) is kept once
-    return await sql.write_readings(iot, parsed.good, parsed.rejects, replace=False)
+    return await sql.write_readings(iot, parsed.good, found, replace=False)
 
 
 def _grid(start: datetime, duration: float, interval: float, tz: tzinfo) -> list[float]:
@@ -123,8 +140,16 @@ async def sensor_collect(
         raise ValueError(f"timeout_seconds={timeout_seconds!r} must be positive and below interval_seconds={interval_seconds}")
     if not 1 <= flush_every_cycles <= 10_000:
         raise ValueError(f"flush_every_cycles={flush_every_cycles!r} must be 1..10000")
-    logger = get_run_logger()
     tz = plant_tz()
+    if window_start is not None:
+        now = datetime.now(tz)
+        start = window_start if window_start.utcoffset() is not None else window_start.replace(tzinfo=tz)
+        if abs((start - now).total_seconds()) > 24 * 3600 + duration_seconds:
+            raise ValueError(
+                f"window_start={window_start.isoformat()} is more than a day from now ({now:%Y-%m-%d %H:%M %Z}): "
+                "sensor_collect polls the sensors now; leave it empty to start at the run's scheduled time"
+            )
+    logger = get_run_logger()
     report = CollectReport()
     async with open_database(source_block) as iot:
         await check_raw_tables(iot)
@@ -137,7 +162,8 @@ async def sensor_collect(
         poller = ModbusPoller(sensors, timeout_seconds)
         buffer: list[dict[str, object]] = []
         answered: set[str] = set()
-        ticks = _grid(window_start or flow_run.scheduled_start_time, duration_seconds, interval_seconds, tz)
+        start = window_start or flow_run.scheduled_start_time
+        ticks = _grid(start, duration_seconds, interval_seconds, tz)
         past = [t for t in ticks if t < time.time() - interval_seconds / 2]
         if past:
             logger.warning("started late: skipping %d cycles already past", len(past))
@@ -146,13 +172,14 @@ async def sensor_collect(
             for n, tick in enumerate(ticks):
                 await asyncio.sleep(max(0.0, tick - time.time()))
                 capture_dt = datetime.fromtimestamp(tick, tz).replace(tzinfo=None)
+                again = second_pass(tick, tz)
                 started = time.perf_counter()
                 result = await poller.poll()
                 report.seconds_per_cycle.append(time.perf_counter() - started)
                 report.cycles += 1
                 report.readings += len(result.readings)
                 answered.update(r["sensor_id"] for r in result.readings)  # type: ignore[misc]
-                buffer.extend(_row(by_id[r["sensor_id"]], capture_dt, r) for r in result.readings)  # type: ignore[index]
+                buffer.extend({**_row(by_id[r["sensor_id"]], capture_dt, r), "second_pass": again} for r in result.readings)  # type: ignore[index]
                 report.failures.update(result.failures.keys())
                 if result.failures:
                     logger.warning(

@@ -112,3 +112,8 @@ async def test_fails_only_when_no_sensor_answers(pg_url):
             )
     finally:
         await iot.db.dispose()
+
+
+async def test_a_window_far_from_now_is_refused_before_any_polling():
+    with pytest.raises(ValueError, match=r"window_start=2030-01-01T00:00:00 is more than a day from now"):
+        await sensor_collect(window_start=datetime(2030, 1, 1), source_block="nope")

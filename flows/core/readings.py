@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import polars as pl
 
@@ -30,6 +30,26 @@ REJECT_COLUMNS = ("source", "row_key", "sensor_id", "loc_id", "capture_dt", "raw
 class Parsed:
     good: pl.DataFrame  # RAW_SCHEMA columns
     rejects: pl.DataFrame  # REJECT_COLUMNS
+    # good rows in a repeated (daylight-saving) hour, with their original columns: the loader sets
+    # aside those whose (loc_id, capture_dt) already holds another reading
+    repeated: pl.DataFrame | None = None
+
+
+def repeated_hours(times: pl.Series, tz: tzinfo) -> list[datetime]:
+    """The naive plant-local hours among `times` that occur twice (the autumn change of a zone with
+    daylight saving: 02:00-03:00 in Europe/Berlin on 2024-10-27). Empty for Asia/Seoul."""
+    hours = times.drop_nulls().dt.truncate("1h").unique().to_list()
+    return sorted(
+        h for h in hours
+        if h.replace(tzinfo=tz, fold=0).utcoffset() != h.replace(tzinfo=tz, fold=1).utcoffset()
+    )
+
+
+def repeated_reason(capture_dt: pl.Expr) -> pl.Expr:
+    return pl.format(
+        "repeated hour of the daylight-saving change: {} (plant time) already holds another reading of this "
+        "location; this one is kept here", capture_dt.dt.strftime("%Y-%m-%d %H:%M:%S"),
+    )
 
 
 def check_value_columns(value_columns: Mapping[str, str]) -> dict[str, str]:
@@ -106,12 +126,18 @@ def parse_device_rows(
     source: str,
     now: datetime,
     require_upload: bool = False,
+    tz: tzinfo | None = None,
 ) -> Parsed:
     """Validate device-table rows (sensor_id, device_id, capture_dt, t1..t6, upload_dt).
 
     sensor_id maps to loc_id through `sensors` (sensor_id, loc_id). Of several uploads of one
     (loc_id, capture_dt), the latest upload wins. `require_upload`: a row without an upload time
     is rejected as such (the incremental load reads by upload time).
+
+    With the plant's `tz`: in an hour that occurs twice (daylight saving ends), two readings of one
+    location at the same naive time are two readings, not a correction: the earliest upload is
+    kept, the others rejected with the reason; the rows kept there are returned as `repeated`
+    for the loader to check against what is already stored.
     """
     values, bad, problems = [], [], []
     for measure in MEASURES:
@@ -136,12 +162,24 @@ def parse_device_rows(
     checked = mapped.with_columns(*values).with_columns(pl.any_horizontal(bad).alias("_bad"))
     bad_rows = checked.filter("_bad").with_columns(pl.concat_str(problems, separator="; ", ignore_nulls=True).alias("reason"))
     good = checked.filter(~pl.col("_bad"))
+    original = [c for c in rows.columns]
+    identity = ["sensor_id", "device_id", "capture_dt", "upload_dt"]
+    repeated = None
+    hours = repeated_hours(good["capture_dt"], tz) if tz is not None and good.height else []
+    if hours:
+        in_repeated = pl.col("capture_dt").dt.truncate("1h").is_in(hours)
+        twice = good.filter(in_repeated).sort("upload_dt", nulls_last=True).with_columns(
+            _first=pl.int_range(pl.len()).over("loc_id", "capture_dt") == 0
+        )
+        kept_aside = twice.filter(~pl.col("_first")).with_columns(reason=repeated_reason(pl.col("capture_dt")))
+        bad_rows = pl.concat([bad_rows, kept_aside.drop("_first")], how="diagonal_relaxed")
+        repeated = twice.filter("_first").drop("_first")
+        good = pl.concat([good.filter(~in_repeated), repeated], how="diagonal_relaxed")
     # distinct hashes prove distinct keys (6x cheaper than comparing keys); equal ones are checked exactly
     if good.height != good.select(pl.struct("loc_id", "capture_dt").hash().n_unique()).item():
         good = good.sort("upload_dt", nulls_last=False).unique(["loc_id", "capture_dt"], keep="last", maintain_order=True)
     good = good.select(RAW_SCHEMA.names()).cast(RAW_SCHEMA)  # type: ignore[arg-type]
-    original = [c for c in rows.columns]
-    return Parsed(good, rejects(bad_rows, original, source, now, identity=["sensor_id", "device_id", "capture_dt", "upload_dt"]))
+    return Parsed(good, rejects(bad_rows, original, source, now, identity=identity), repeated)
 
 
 def rejects(
