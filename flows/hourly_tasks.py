@@ -22,7 +22,7 @@ from prefect.tasks import exponential_backoff
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from flows.core import aggregate, alerts, validate
+from flows.core import aggregate, alerts, readings, validate
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import alerts as alerts_table
@@ -122,15 +122,11 @@ async def extract(source: Database, window: Window, pushdown: bool | None = None
     MariaDB: per location and hour max/min/sum/count), else the raw rows (SQLite)."""
     started = time.perf_counter()
     use_pushdown = source.dialect in PUSHDOWN_DIALECTS if pushdown is None else pushdown
-    if use_pushdown:
-        partial = await sql.read_partial_hourly(source, window)
-        if aggregate.partial_is_finite(partial):
-            extracted = Extracted("partial", partial, int(partial["sample_count"].sum() or 0))
-        else:  # some value is NaN or infinite: read the raw rows, which name the culprits
-            raw = await sql.read_raw(source, window)
-            extracted = Extracted("raw", raw, raw.height)
-    else:
-        raw = await sql.read_raw(source, window)
+    partial = await sql.read_partial_hourly(source, window) if use_pushdown else None
+    if partial is not None and aggregate.partial_is_plausible(partial, readings.plant_limits()):
+        extracted = Extracted("partial", partial, int(partial["sample_count"].sum() or 0))
+    else:  # SQLite, or some value is not finite, outside the physical limits or overflows a sum:
+        raw = await sql.read_raw(source, window, check=False)  # the raw rows name the culprits
         extracted = Extracted("raw", raw, raw.height)
     get_run_logger().info(
         "read %d raw rows of %s from %s (%s) in %.2f s",
@@ -140,18 +136,36 @@ async def extract(source: Database, window: Window, pushdown: bool | None = None
     return extracted
 
 
+@dataclass
+class Aggregated:
+    """The location-hours to write, and the raw values that kept theirs out (none, normally)."""
+
+    hourly: pl.DataFrame
+    left_out: pl.DataFrame
+
+
 @task(name="aggregate-hourly", task_run_name="aggregate-hourly {window}", cache_policy=NO_CACHE)
-async def aggregate_hourly(extracted: Extracted, window: Window) -> pl.DataFrame:
-    """Per location and hour: max, avg, min and count of each measure."""
+async def aggregate_hourly(extracted: Extracted, window: Window) -> Aggregated:
+    """Per location and hour: max, avg, min and count of each measure.
+
+    A raw value that is not finite or lies outside the physical limits (readings.plant_limits)
+    has no place in an average: its location-hour is left out, and named after the others are
+    written, whatever the source's dialect."""
+    left_out = pl.DataFrame()
     if extracted.kind == "partial":
         hourly = aggregate.finish_partial(extracted.frame)
     else:
-        hourly = aggregate.hourly(extracted.frame)
+        raw = extracted.frame
+        left_out = validate.bad_raw_values(raw, readings.plant_limits())
+        if left_out.height:
+            hour = pl.col("capture_dt").dt.truncate("1h")
+            raw = raw.join(left_out.select("loc_id", hour.alias("_hour")).unique(), left_on=["loc_id", hour], right_on=["loc_id", "_hour"], how="anti")
+        hourly = aggregate.hourly(raw)
     bad = validate.bad_hourly_values(hourly)
     if bad.height:
         raise TargetValidationError(validate.describe(bad, f"aggregated rows of {window} break an invariant"))
     get_run_logger().info("aggregated %d raw rows into %d location-hours", extracted.raw_rows, hourly.height)
-    return hourly
+    return Aggregated(hourly, left_out)
 
 
 @task(name="upsert-hourly", task_run_name="upsert-hourly {window}", **RETRYING)
@@ -217,7 +231,7 @@ class Steps:
     plain functions (run inside one task run per chunk, which is retried as a whole)."""
 
     extract: Callable[..., Awaitable[Extracted]]
-    aggregate: Callable[..., Awaitable[pl.DataFrame]]
+    aggregate: Callable[..., Awaitable[Aggregated]]
     upsert: Callable[..., Awaitable[sql.UpsertResult]]
     validate: Callable[..., Awaitable[None]]
     alerts: Callable[..., Awaitable[sql.AlertChanges]]
@@ -266,13 +280,23 @@ async def process_chunk(
         if extracted.raw_rows == 0:
             get_run_logger().info("no raw rows in %s: nothing to write", window)
             return ChunkReport(str(window), 0, 0, 0, 0, 0, round(time.perf_counter() - started, 3))
-        hourly = await steps.aggregate(extracted, window)
+        aggregated = await steps.aggregate(extracted, window)
+        hourly = aggregated.hourly
         result = await steps.upsert(target, hourly, window)
         await steps.validate(target, hourly, window)
         opened = resolved = 0
         if with_alerts:
             changes = await steps.alerts(target, hourly, window)
             opened, resolved = changes.opened.height, changes.resolved
+    if aggregated.left_out.height:
+        raise sql.SourceDataError(
+            f"{source.describe()}: "
+            + validate.describe(
+                aggregated.left_out.with_columns(hour=pl.col("capture_dt").dt.truncate("1h")),
+                f"raw values of {window} cannot be averaged; their location-hours were left out "
+                f"(the other {hourly.height} were written): correct or delete these readings and run it again",
+            )
+        )
     report = ChunkReport(
         str(window), extracted.raw_rows, hourly.height, result.inserted, result.updated, result.unchanged,
         round(time.perf_counter() - started, 3), opened, resolved,

@@ -76,7 +76,7 @@ async def flush(iot: Database, buffer: list[dict[str, object]], sensors: pl.Data
                                         "second_pass": pl.Boolean})
     now = rows["capture_dt"].max()
     rows, flags = rows.drop("second_pass"), rows["second_pass"]
-    parsed = readings.parse_device_rows(rows.filter(~flags), sensors, readings.DEFAULT_VALUE_COLUMNS, readings.DEFAULT_LIMITS, SOURCE, now)
+    parsed = readings.parse_device_rows(rows.filter(~flags), sensors, readings.DEFAULT_VALUE_COLUMNS, readings.plant_limits(), SOURCE, now)
     set_aside = rows.filter(flags).join(sensors.select("sensor_id", "loc_id"), on="sensor_id", how="left").with_columns(
         reason=readings.repeated_reason(pl.col("capture_dt"))
     )

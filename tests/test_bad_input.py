@@ -122,7 +122,7 @@ async def test_text_in_a_numeric_column_fails_by_name_and_writes_nothing(sqlite_
     assert (await query(target, "SELECT * FROM temperature ORDER BY loc_id, ymd, hh")).equals(before)
 
 
-async def test_non_finite_value_in_postgresql_fails_by_name_and_writes_nothing(pg_url):
+async def test_non_finite_value_in_postgresql_fails_by_name_and_keeps_the_other_hours(pg_url):
     from flows.core.io import sql
 
     source = await make_db(await pg_url(), unique("t-iot-"))
@@ -136,12 +136,34 @@ async def test_non_finite_value_in_postgresql_fails_by_name_and_writes_nothing(p
             ))
         with pytest.raises(SourceDataError, match=r"humidity is not a finite number: .*loc_id='EDGE'.*humidity=inf"):
             await temperature_backfill(start="2024-01-31", end="2024-02-01", source_block=source.block, target_block=target.block)
-        # the first chunk (2024-01-31) committed, the bad one (2024-02-01) wrote nothing
+        # the first chunk (2024-01-31) committed; of the bad one (2024-02-01), all but EDGE's 00:00 hour
+        written = await query(target, "SELECT loc_id, ymd, hh FROM flet_montrg.temperature WHERE ymd = '20240201'")
+        assert written.height > 0 and ("EDGE", "20240201", "00") not in written.rows()
         days = await query(target, "SELECT DISTINCT ymd FROM flet_montrg.temperature ORDER BY ymd")
-        assert days["ymd"].to_list() == ["20240131"]
+        assert days["ymd"].to_list() == ["20240131", "20240201"]
     finally:
         await source.db.dispose()
         await target.db.dispose()
+
+
+@pytest.mark.parametrize("spec", ["postgresql->postgresql", "mariadb->postgresql", "sqlite->sqlite"])
+async def test_overflowing_values_are_named_and_the_other_locations_hours_kept(db_pair, spec):
+    """[1e308, 1e308, -1e308]: PostgreSQL's SUM overflows, MariaDB's silently becomes 0, SQLite's
+    inf. Every dialect now names the location, hour and value, and writes the other locations."""
+    from flows.core.aggregate import RAW_SCHEMA
+    from flows.core.io import sql
+
+    source, target = await db_pair(spec)
+    hour = datetime(2024, 1, 31, 5)
+    rows = [("OK", hour.replace(minute=m), 20.0 + m, 50.0, 25.0) for m in range(3)]
+    rows += [("HUGE", hour.replace(minute=m), v, 50.0, 25.0) for m, v in enumerate((1e308, 1e308, -1e308))]
+    await sql.insert_raw(source.db, pl.DataFrame(rows, schema=RAW_SCHEMA, orient="row"))
+
+    with pytest.raises(SourceDataError, match=r"temperature outside the physical limits \[-40, 125\]: loc_id='HUGE'.*temperature=1e\+308"):
+        await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block, target_block=target.block)
+
+    written = await query(target, f"SELECT loc_id, hh, temperature_max, temperature_avg FROM {target.table('temperature')}")
+    assert written.rows() == [("OK", "05", 22.0, 21.0)]
 
 
 async def test_nan_is_refused_at_insert(sqlite_pair):

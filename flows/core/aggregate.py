@@ -90,7 +90,9 @@ def finish_partial(partial: pl.DataFrame) -> pl.DataFrame:
     return out.select(HOURLY_COLUMNS).sort(KEYS)
 
 
-def partial_is_finite(partial: pl.DataFrame) -> bool:
-    """False when a sum, max or min is NaN or infinite: some raw value is not a finite number."""
+def partial_is_plausible(partial: pl.DataFrame, limits: dict[str, tuple[float, float]]) -> bool:
+    """False when a sum, max or min is NaN or infinite, or a max or min lies outside the physical
+    `limits`: some raw value cannot be averaged (the raw rows then name it)."""
     stats = [f"{m}_{s}" for m in MEASURES for s in ("max", "min", "sum")]
-    return not partial.select(pl.any_horizontal(~pl.col(c).is_finite() for c in stats).any()).item()
+    outside = [(pl.col(f"{m}_max") > hi) | (pl.col(f"{m}_min") < lo) for m, (lo, hi) in limits.items()]
+    return not partial.select(pl.any_horizontal(*(~pl.col(c).is_finite() for c in stats), *outside).any()).item()

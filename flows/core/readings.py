@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -63,18 +64,38 @@ def check_value_columns(value_columns: Mapping[str, str]) -> dict[str, str]:
     return dict(value_columns)
 
 
+def plant_limits() -> dict[str, tuple[float, float]]:
+    """The plant's physical limits: DEFAULT_LIMITS, with MONTRG_LIMITS (JSON, e.g.
+    '{"pcv_temperature": [-40, 300]}') over them. The raw load rejects readings outside them and
+    the hourly aggregation leaves them out of every average."""
+    raw = os.environ.get("MONTRG_LIMITS", "").strip()
+    if not raw:
+        return dict(DEFAULT_LIMITS)
+    try:
+        given = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError(f"MONTRG_LIMITS={raw[:80]!r} is not JSON like {{\"humidity\": [0, 100]}}") from None
+    if not isinstance(given, dict):
+        raise ValueError(f"MONTRG_LIMITS={raw[:80]!r} must map measures to [low, high]")
+    return _over(DEFAULT_LIMITS, given, "MONTRG_LIMITS")
+
+
 def check_limits(limits: Mapping[str, object]) -> dict[str, tuple[float, float]]:
-    """Physical limits per measure as (low, high), else a ValueError naming the entry."""
-    out = dict(DEFAULT_LIMITS)
+    """Physical limits per measure as (low, high) over the plant's, else a ValueError naming the entry."""
+    return _over(plant_limits(), limits, "limits")
+
+
+def _over(base: Mapping[str, tuple[float, float]], limits: Mapping[str, object], where: str) -> dict[str, tuple[float, float]]:
+    out = dict(base)
     for measure, pair in limits.items():
         if measure not in MEASURES:
-            raise ValueError(f"limits: {measure!r} is not a measure (expected {', '.join(MEASURES)})")
+            raise ValueError(f"{where}: {measure!r} is not a measure (expected {', '.join(MEASURES)})")
         try:
             low, high = (float(v) for v in pair)  # type: ignore[union-attr]
         except (TypeError, ValueError):
-            raise ValueError(f"limits: {measure}={pair!r} must be [low, high]") from None
+            raise ValueError(f"{where}: {measure}={pair!r} must be [low, high]") from None
         if not low <= high:
-            raise ValueError(f"limits: {measure}=[{low}, {high}] has low > high")
+            raise ValueError(f"{where}: {measure}=[{low}, {high}] has low > high")
         out[measure] = (low, high)
     return out
 

@@ -15,8 +15,9 @@ from flows.core.schema import MEASURES
 AVG_TOLERANCE = 1e-4
 
 
-def bad_raw_values(raw: pl.DataFrame) -> pl.DataFrame:
-    """Raw rows that cannot be aggregated: missing keys or non-finite measures (NaN, +-inf)."""
+def bad_raw_values(raw: pl.DataFrame, limits: dict[str, tuple[float, float]] | None = None) -> pl.DataFrame:
+    """Raw rows that cannot be aggregated: missing keys or non-finite measures (NaN, +-inf), and
+    with `limits`, values outside the physical limits (they have no place in an average)."""
     problems = [
         pl.when(pl.col("loc_id").is_null()).then(pl.lit("loc_id is null")),
         pl.when(pl.col("capture_dt").is_null()).then(pl.lit("capture_dt is null")),
@@ -25,6 +26,12 @@ def bad_raw_values(raw: pl.DataFrame) -> pl.DataFrame:
                 pl.lit(f"{m} is not a finite number")
             )
             for m in MEASURES
+        ),
+        *(
+            pl.when(pl.col(m).is_finite() & ((pl.col(m) < lo) | (pl.col(m) > hi))).then(
+                pl.lit(f"{m} outside the physical limits [{lo:g}, {hi:g}]")
+            )
+            for m, (lo, hi) in (limits or {}).items()
         ),
     ]
     return _rows_with_problems(raw, problems)

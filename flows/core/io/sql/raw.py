@@ -45,14 +45,14 @@ from flows.core.settings import plant_now
 from flows.core.windows import Window
 
 
-async def read_raw(db: Database, window: Window) -> pl.DataFrame:
+async def read_raw(db: Database, window: Window, check: bool = True) -> pl.DataFrame:
     """The raw readings with capture_dt in `window`, typed as RAW_SCHEMA.
 
     Raises SourceDataError naming the row and value when a loosely typed source (SQLite) holds
-    a value that is not a number or a timestamp.
+    a value that is not a number or a timestamp, and (with `check`) when a value is not finite.
     """
     if db.dialect == "postgresql":
-        return await _read_raw_adbc(db, window)
+        return await _read_raw_adbc(db, window, check)
     t = temperature_raw
     query = select(t.c.loc_id, t.c.capture_dt, *(t.c[m] for m in MEASURES)).where(
         t.c.capture_dt >= window.start, t.c.capture_dt < window.end
@@ -65,10 +65,10 @@ async def read_raw(db: Database, window: Window) -> pl.DataFrame:
             f"{db.describe()}: {db.qualified(t)} has a value that is not a timestamp "
             f"in capture_dt within {window}: {exc}"
         ) from None
-    return raw_frame(rows, f"{db.describe()}: {db.qualified(t)}")
+    return raw_frame(rows, f"{db.describe()}: {db.qualified(t)}", check)
 
 
-async def _read_raw_adbc(db: Database, window: Window) -> pl.DataFrame:
+async def _read_raw_adbc(db: Database, window: Window, check: bool) -> pl.DataFrame:
     t = temperature_raw
     cols = ", ".join(["loc_id", "capture_dt", *MEASURES])
     query = (
@@ -76,11 +76,12 @@ async def _read_raw_adbc(db: Database, window: Window) -> pl.DataFrame:
         f"WHERE capture_dt >= {_literal(window.start)} AND capture_dt < {_literal(window.end)}"
     )
     df = (await read_adbc(db, query, "reading raw rows")).cast(RAW_SCHEMA)  # type: ignore[arg-type]
-    _check_raw(df, f"{db.describe()}: {db.qualified(t)}")
+    if check:
+        _check_raw(df, f"{db.describe()}: {db.qualified(t)}")
     return df
 
 
-def raw_frame(rows: Sequence[Sequence[object]], where: str) -> pl.DataFrame:
+def raw_frame(rows: Sequence[Sequence[object]], where: str, check: bool = True) -> pl.DataFrame:
     """Raw rows (loc_id, capture_dt, measures...) as a typed frame; bad values raise by name."""
     columns = list(zip(*rows)) if rows else [[] for _ in RAW_SCHEMA]
     data = {}
@@ -92,7 +93,8 @@ def raw_frame(rows: Sequence[Sequence[object]], where: str) -> pl.DataFrame:
         df = pl.DataFrame(data, schema=RAW_SCHEMA, strict=True)
     except (TypeError, pl.exceptions.PolarsError) as exc:
         raise SourceDataError(f"{where}: rows of unexpected type: {exc}") from None
-    _check_raw(df, where)
+    if check:
+        _check_raw(df, where)
     return df
 
 
