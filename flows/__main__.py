@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
+import threading
 import time
 
 
@@ -55,8 +57,6 @@ def _blocks_create(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import logging
-
     from flows.demo import print_summary, run_demo
 
     if "PREFECT_LOGGING_LEVEL" not in os.environ:  # the summary, not the logs
@@ -132,12 +132,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_closed_loop(args: threading.ExceptHookArgs) -> None:
+    """A driver's worker thread (aiosqlite) that answers after the command's event loop has closed
+    (e.g. a failed connect) has nobody left to tell: the error was already reported, in one line."""
+    if isinstance(args.exc_value, RuntimeError) and str(args.exc_value) == "Event loop is closed":
+        return
+    threading.__excepthook__(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    import httpx
     from sqlalchemy.exc import SQLAlchemyError
 
+    threading.excepthook = _quiet_closed_loop
+    logging.getLogger("EventsWorker").setLevel(logging.ERROR)  # not "still processing items" at exit
     try:
         return args.func(args)
+    except httpx.HTTPError as exc:  # the Prefect API, not a database
+        url = os.environ.get("PREFECT_API_URL") or "a temporary local server"
+        print(
+            f"montrg: error: the Prefect API ({url}) does not answer: {type(exc).__name__}: {exc}; "
+            "set PREFECT_API_URL to your server, or start one with: make server",
+            file=sys.stderr,
+        )
+        return 2
     except (ValueError, LookupError, RuntimeError, OSError, SQLAlchemyError) as exc:
         message = getattr(exc, "orig", None) or exc  # the driver's own words, without the SQL echo
         print(f"montrg: error: {type(message).__name__}: {message}", file=sys.stderr)

@@ -113,3 +113,22 @@ async def test_blocks_create_schema_option_puts_tables_in_that_schema(prefect_en
     assert created.returncode == 0 and f"montrg_schema={schema}" in created.stdout
     assert initialised.returncode == 0 and f"created schema {schema}" in initialised.stdout
     assert bad.returncode == 2 and "'hq; drop' is not a valid identifier" in bad.stderr
+
+
+def test_an_unreachable_prefect_api_is_one_clear_line():
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    done = montrg(env, "blocks", "create", unique("t-cli-"), f"postgresql://u:{PASSWORD}@127.0.0.1/db")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "montrg: error: the Prefect API (http://127.0.0.1:9/api) does not answer: ConnectError: All connection attempts failed; "
+        "set PREFECT_API_URL to your server, or start one with: make server"
+    ]
+
+
+def test_a_missing_sqlite_folder_is_one_clear_line(prefect_env, tmp_path):
+    name = unique("t-cli-")
+    assert montrg(prefect_env, "blocks", "create", name, f"sqlite:///{tmp_path}/no/such/folder/x.db").returncode == 0
+    for _ in range(3):  # the closed-loop race of the driver's thread showed up about one run in three
+        done = montrg(prefect_env, "db", "init", "--block", name)
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines() == ["montrg: error: OperationalError: unable to open database file"], done.stderr
