@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -87,11 +88,11 @@ def test_every_device_row_is_loaded_or_rejected_with_a_reason(rows):
     frame = pl.DataFrame(
         [
             {
-                "sensor_id": sid, "device_id": "GW", "capture_dt": None if s is None else T0 + timedelta(seconds=s),
+                "sensor_id": sid, "device_id": f"R{i}", "capture_dt": None if s is None else T0 + timedelta(seconds=s),
                 "t1": a, "t2": b, "t3": c, "t4": None, "t5": None, "t6": None, "upload_yn": "Y",
                 "upload_dt": T0 + timedelta(hours=2, seconds=u),
             }
-            for sid, s, a, b, c, u in rows
+            for i, (sid, s, a, b, c, u) in enumerate(rows)
         ],
         schema={"sensor_id": pl.String, "device_id": pl.String, "capture_dt": pl.Datetime("us"),
                 **{f"t{i}": pl.String for i in range(1, 7)}, "upload_yn": pl.String, "upload_dt": pl.Datetime("us")},
@@ -101,14 +102,13 @@ def test_every_device_row_is_loaded_or_rejected_with_a_reason(rows):
     parsed = readings.parse_device_rows(frame, sensors, readings.DEFAULT_VALUE_COLUMNS, readings.DEFAULT_LIMITS, "device:x", T0)
 
     assert (parsed.rejects["reason"].str.len_chars() > 0).all()
+    rejected = [json.loads(raw)["device_id"] for raw in parsed.rejects["raw_values"]]
+    assert len(rejected) == len(set(rejected))  # no row rejected twice
     good_keys = set(parsed.good.select("loc_id", "capture_dt").rows())
     loc_of = dict(zip(sensors["sensor_id"], sensors["loc_id"]))
-    rejected = len(parsed.rejects)
-    loaded_or_superseded = sum(
-        1 for sid, s, *_ in rows
-        if sid in loc_of and s is not None and (loc_of[sid], T0 + timedelta(seconds=s)) in good_keys
-    )
-    assert rejected + loaded_or_superseded >= len(rows)  # nothing vanished
+    for i, (sid, s, *_) in enumerate(rows):  # exactly one of: rejected, or its reading is in `good`
+        loaded = f"R{i}" not in rejected and sid in loc_of and s is not None and (loc_of[sid], T0 + timedelta(seconds=s)) in good_keys
+        assert (f"R{i}" in rejected) != loaded, rows[i]
     assert len(good_keys) == parsed.good.height  # one reading per key
     for m, (lo, hi) in readings.DEFAULT_LIMITS.items():
         col = parsed.good[m].drop_nulls()
