@@ -69,6 +69,18 @@ async def run(device, table, iot, **kw):
     return await temperature_raw_etl(device_block=device.block, device_table=table.fullname, source_block=iot.block, **kw)
 
 
+async def refuse_66_5(iot):
+    """A trigger in the IoT database that refuses any reading of 66.5: a batch failing mid-load."""
+    async with iot.db.engine.begin() as conn:
+        await conn.execute(text(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.temperature = 66.5 THEN RAISE EXCEPTION 'refused by test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        ))
+        await conn.execute(text(
+            f"CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {iot.table('temperature_raw')} FOR EACH ROW EXECUTE FUNCTION refuse()"
+        ))
+
+
 async def raw_rows(iot):
     return await query(iot, f"SELECT loc_id, capture_dt, temperature, humidity, pcv_temperature FROM {iot.table('temperature_raw')} ORDER BY loc_id, capture_dt")
 
@@ -207,14 +219,7 @@ async def test_a_batch_failing_midstream_keeps_the_batches_before_it_and_their_w
     series = [row("S1", m, f"{20 + (m % 5) * 0.5}") for m in range(40)]
     series[25] = row("S1", 25, "66.5")  # refused by the IoT database
     await seed(device, table, series)
-    async with iot.db.engine.begin() as conn:
-        await conn.execute(text(
-            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
-            "IF NEW.temperature = 66.5 THEN RAISE EXCEPTION 'refused by test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
-        ))
-        await conn.execute(text(
-            f"CREATE TRIGGER refuse BEFORE INSERT ON {iot.table('temperature_raw')} FOR EACH ROW EXECUTE FUNCTION refuse()"
-        ))
+    await refuse_66_5(iot)
 
     with pytest.raises(Exception, match="refused by test"):
         await run(device, table, iot, batch_rows=10, overlap_minutes=0)
@@ -252,14 +257,7 @@ async def test_upload_times_tied_across_a_failed_batch_boundary_are_not_skipped(
     ties = [row("S1", m, f"{20 + m % 7}", uploaded=T0 + timedelta(hours=1, minutes=m // 12)) for m in range(30)]
     ties[15] = row("S1", 15, "66.5", uploaded=ties[15]["upload_dt"])  # refused by the IoT database
     await seed(device, table, ties)
-    async with iot.db.engine.begin() as conn:
-        await conn.execute(text(
-            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
-            "IF NEW.temperature = 66.5 THEN RAISE EXCEPTION 'refused by test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
-        ))
-        await conn.execute(text(
-            f"CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {iot.table('temperature_raw')} FOR EACH ROW EXECUTE FUNCTION refuse()"
-        ))
+    await refuse_66_5(iot)
     with pytest.raises(Exception, match="refused by test"):
         await run(device, table, iot, batch_rows=10, overlap_minutes=0)
     async with iot.db.engine.begin() as conn:
