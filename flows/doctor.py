@@ -108,7 +108,8 @@ class Checker:
     async def _tables(self, block: str, names: list[str]) -> Finding:
         from blocks import open_database
         from flows.core import schema
-        from flows.hourly_tasks import MissingTableError, require_tables
+        from flows.core.errors import MissingTableError
+        from flows.hourly_tasks import require_tables
 
         found = await self.check("block", block, None)
         subject = f"tables of {block} ({', '.join(names)})"

@@ -22,14 +22,11 @@ from typing import Any
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.logging import get_run_logger
 
+from flows.core.errors import ChunksFailed
 from flows.core.settings import CHUNK_QUEUE
 from flows.core.windows import Window
 
 CHUNK_TAG = "fan-out-chunk"
-
-
-class ChunksFailed(RuntimeError):
-    """Some child runs did not complete; the message lists their ranges, for a re-run."""
 
 
 def artifact_key(base: str) -> str:

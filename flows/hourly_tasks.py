@@ -20,32 +20,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 from sqlalchemy import Table
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from flows.core import aggregate, alerts, readings, validate
+from flows.core.errors import DatabaseUnavailable, MissingTableError, TargetValidationError, is_transient
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import alerts as alerts_table
 from flows.core.schema import etl_watermark, temperature, temperature_raw, thresholds
 from flows.core.settings import plant_now, retry_backoff_seconds
 from flows.core.windows import Window
-
-TRANSIENT_ERRORS = (ConnectionError, OSError, asyncio.TimeoutError, OperationalError, InterfaceError)
-
-
-class MissingTableError(RuntimeError):
-    """A required table does not exist; the message names the block and the table."""
-
-
-class TargetValidationError(RuntimeError):
-    """The target does not hold what was computed; the message lists the offending rows."""
-
-
-def is_transient(exc: BaseException | None) -> bool:
-    """True for errors a retry can cure: lost or refused connections, not bad data or SQL."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 def retry_on_connection_error(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
@@ -83,7 +66,7 @@ async def require_tables(db: Database, tables: Iterable[Table]) -> str:
     except Exception as exc:
         if not is_transient(exc):
             raise
-        raise ConnectionError(f"{db.describe()} does not answer: {db.redact(str(exc))}") from None
+        raise DatabaseUnavailable(f"{db.describe()} does not answer: {db.redact(str(exc))}") from None
     if missing:
         where = f"{db.schema}." if db.schema else ""
         raise MissingTableError(

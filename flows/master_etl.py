@@ -10,6 +10,7 @@ from prefect.logging import get_run_logger
 
 from blocks import open_database
 from flows.core import master, validate
+from flows.core.errors import MasterDataError
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now
@@ -17,10 +18,6 @@ from flows.hourly_tasks import RETRYING, require_tables
 from flows.run_names import master_name, runtime_name
 
 MASTER_TABLES = [spec.table for spec in master.MASTER_TABLES]
-
-
-class MasterDataError(ValueError):
-    """Source master data that cannot be loaded; the message names every bad row."""
 
 
 @task(name="check-master-tables", **RETRYING)

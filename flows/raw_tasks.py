@@ -12,12 +12,13 @@ from prefect.logging import get_run_logger
 from sqlalchemy import Table, inspect
 
 from flows.core import readings
+from flows.core.errors import MissingTableError
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import etl_watermark, sensors, temperature_raw, temperature_raw_reject
 from flows.core.settings import plant_now, plant_tz
 from flows.core.windows import HOUR, Window
-from flows.hourly_tasks import RETRYING, MissingTableError, require_tables
+from flows.hourly_tasks import RETRYING, require_tables
 
 RAW_TABLES = [temperature_raw, temperature_raw_reject, sensors, etl_watermark]
 

@@ -10,8 +10,7 @@ from sqlalchemy import text
 
 from blocks import BlockNotFound
 from flows import temperature_backfill, temperature_etl
-from flows.core.io.sql import SourceDataError
-from flows.hourly_tasks import MissingTableError
+from flows.core.errors import MissingTableError, SourceDataError
 from tests import scenario
 from tests.helpers import make_db, query, unique
 

@@ -9,11 +9,11 @@ base.py: connections, locks, shared write paths, watermarks; raw.py: raw reading
 table; hourly.py: hourly aggregates; master.py: master data and alerts.
 """
 
+from flows.core.errors import SourceDataError
 from flows.core.io.sql.base import (
     BATCH_ROWS,
     SCHEMA_PARAMETER,
     Database,
-    SourceDataError,
     extend_watermark,
     get_watermark,
     locked_transaction,

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from flows.core.errors import database_error
 from flows.core.io.sql import pgcopy
 from flows.core.schema import (
     SCHEMA_TOKEN,
@@ -42,10 +43,6 @@ LOCK_TIMEOUT_S = 600
 
 
 SCHEMA_PARAMETER = "montrg_schema"  # URL query parameter: this database's schema, if not MONTRG_SCHEMA
-
-
-class SourceDataError(ValueError):
-    """A source row holds a value that cannot be aggregated; the message names it and where."""
 
 
 @dataclass
@@ -149,7 +146,7 @@ async def read_adbc(db: Database, query: str, what: str) -> pl.DataFrame:
     try:
         return await asyncio.to_thread(pl.read_database_uri, query, uri, engine="adbc")
     except Exception as exc:  # ADBC errors may quote the URI: never let the password out
-        raise ConnectionError(f"{db.describe()}: {what} failed: {db.redact(str(exc))}") from None
+        raise database_error(db.describe(), what, exc, db.redact) from None
 
 
 async def stream_adbc(
@@ -164,8 +161,8 @@ async def stream_adbc(
 
     uri = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
-    def failed(exc: Exception) -> ConnectionError:  # ADBC errors may quote the URI: never let the password out
-        return ConnectionError(f"{db.describe()}: {what} failed: {db.redact(str(exc))}")
+    def failed(exc: Exception) -> Exception:  # ADBC errors may quote the URI: never let the password out
+        return database_error(db.describe(), what, exc, db.redact)
 
     def start():
         conn = adbc.connect(uri)

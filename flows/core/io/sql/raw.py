@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flows.core.aggregate import RAW_SCHEMA
+from flows.core.errors import SourceDataError
 from flows.core.io.sql.base import (
     Database,
-    SourceDataError,
     _copy_records,
     _count,
     _extend_watermark,

@@ -1,0 +1,85 @@
+"""Retry only what a retry can cure: the drivers' real errors, classified (flows.core.errors), and a
+flow whose SQL error fails at once with one attempt in its task history."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from flows import temperature_backfill
+from flows.core.errors import DatabaseUnavailable, QueryFailed, is_transient
+from flows.core.io import sql
+from tests import scenario
+from tests.conftest import MARIADB_URL, PG_ADMIN_URL
+
+
+async def error_of(url: str, statement: str) -> BaseException:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(statement))
+    except Exception as exc:  # noqa: BLE001 - the error is what is tested
+        return exc
+    finally:
+        await engine.dispose()
+    raise AssertionError(f"{statement} did not fail")
+
+
+@pytest.mark.parametrize(
+    "url,statement,transient",
+    [
+        (PG_ADMIN_URL, "SELECT 1/0", False),  # SQLSTATE 22012
+        (PG_ADMIN_URL, "SELECT * FROM no_such_table", False),  # 42P01
+        (PG_ADMIN_URL, "SELECT pg_terminate_backend(pg_backend_pid())", True),  # 57P01: the connection is gone
+        (PG_ADMIN_URL.replace(":5432", ":9"), "SELECT 1", True),  # refused
+        (MARIADB_URL, "SELECT * FROM no_such_table", False),  # 1146
+        (MARIADB_URL, "SELECT 1 FROM", False),  # 1064, which asyncmy may map to OperationalError
+        (MARIADB_URL.replace(":3306", ":9"), "SELECT 1", True),  # 2003
+        ("sqlite+aiosqlite:///:memory:", "SELECT * FROM no_such_table", False),
+    ],
+)
+async def test_driver_errors_are_classified_by_their_codes(url, statement, transient):
+    exc = await error_of(url, statement)
+    assert is_transient(exc) is transient, repr(exc)
+
+
+async def test_adbc_errors_say_whether_a_retry_can_help(db_pair):
+    source, _ = await db_pair("postgresql->sqlite")
+    with pytest.raises(QueryFailed, match="relation \"no_such_table\" does not exist"):
+        await sql.read_adbc(source.db, "SELECT * FROM no_such_table", "reading a table")
+    down = sql.Database.from_url("down", source.db.url.set(port=9))
+    with pytest.raises(DatabaseUnavailable, match="Connection refused"):
+        await sql.read_adbc(down, "SELECT 1", "reading a table")
+    await down.dispose()
+
+
+@pytest.mark.parametrize("spec", ["postgresql->postgresql", "postgresql->mariadb"])
+async def test_a_sql_error_fails_at_once_with_one_attempt(db_pair, spec):
+    """A target that refuses the write (a trigger raising: PostgreSQL's P0001, MariaDB's SIGNAL 45000,
+    which asyncmy reports as an OperationalError): not retried."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    source, target = await db_pair(spec)
+    await sql.insert_raw(source.db, scenario.rows())
+    table = target.table("temperature")
+    statements = {
+        "postgresql": [
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$ LANGUAGE plpgsql",
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ],
+        "mysql": [f"CREATE TRIGGER {target.db.schema}.refuse BEFORE INSERT ON {table} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'"],
+    }[target.db.dialect]
+    async with target.db.engine.begin() as conn:
+        for statement in statements:
+            await conn.execute(text(statement))
+
+    state = await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block,
+                                       target_block=target.block, return_state=True)
+
+    assert state.is_failed() and "refused by test" in state.message
+    async with get_client() as client:
+        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    chunk = [t for t in tasks if t.name.startswith("aggregate-chunk")]
+    assert len(chunk) == 1 and chunk[0].run_count == 1, [(t.name, t.run_count) for t in tasks]
