@@ -56,28 +56,42 @@ async def test_no_flow_leaks_the_password(pg_url, caplog):
     io = dict(source_block=iot_block, target_block=hq_block)
     errors: list[str] = []
     runs = [
-        temperature_backfill(start="2024-01-31", end="2024-01-31", **io),
-        temperature_etl(hour=datetime(2024, 1, 31, 5), **io),
-        master_etl(**io),
-        temperature_raw_etl(device_block=iot_block, device_table="dbo.temperature", source_block=iot_block),
-        temperature_raw_backfill(start="2024-01-31", end="2024-01-31", device_block=iot_block, device_table="dbo.temperature", source_block=iot_block),
-        sensor_collect(interval_seconds=0.5, duration_seconds=0.5, timeout_seconds=0.2, source_block=iot_block),  # fails: none answer
-        temperature_etl(hour=datetime(2024, 1, 31, 5), source_block=iot_block, target_block=bare_block),  # fails: no tables
-        sql.read_raw(bare, Window(datetime(2024, 1, 1), datetime(2024, 1, 2))),  # fails inside ADBC
+        temperature_backfill(start="2024-01-31", end="2024-01-31", **io, return_state=True),
+        temperature_etl(hour=datetime(2024, 1, 31, 5), **io, return_state=True),
+        master_etl(**io, return_state=True),
+        temperature_raw_etl(device_block=iot_block, device_table="dbo.temperature", source_block=iot_block, return_state=True),
+        temperature_raw_backfill(start="2024-01-31", end="2024-01-31", device_block=iot_block, device_table="dbo.temperature",
+                                 source_block=iot_block, return_state=True),
+        sensor_collect(interval_seconds=0.5, duration_seconds=0.5, timeout_seconds=0.2, source_block=iot_block,
+                       return_state=True),  # fails: none answer
+        temperature_etl(hour=datetime(2024, 1, 31, 5), source_block=iot_block, target_block=bare_block,
+                        return_state=True),  # fails: no tables
     ]
+    run_ids = []
     for run in runs:
-        try:
-            await run
-        except Exception as exc:  # noqa: BLE001 - every failure message is checked
-            errors.append(f"{type(exc).__name__}: {exc!s} {exc!r}")
+        state = await run
+        run_ids.append(state.state_details.flow_run_id)
+        if state.is_failed():
+            exc = await state.result(raise_on_failure=False)
+            errors.append(f"{type(exc).__name__}: {exc!s} {exc!r} {state.message}")
+    try:
+        await sql.read_raw(bare, Window(datetime(2024, 1, 1), datetime(2024, 1, 2)))  # fails inside ADBC
+    except Exception as exc:  # noqa: BLE001 - every failure message is checked
+        errors.append(f"{type(exc).__name__}: {exc!s} {exc!r}")
     assert len(errors) == 3, errors
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
 
-    async with get_client() as client:
-        logs = await client.read_logs(log_filter=LogFilter(), limit=200)
-        artifacts = await client.read_artifacts(limit=200)
+    from prefect.logging.handlers import APILogHandler
+
+    await APILogHandler.aflush()  # logs reach the server in the background: all of them, now
+    logs, artifacts = [], []
+    async with get_client() as client:  # this test's runs only, every page (the API returns 200 at most)
+        while page := await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=run_ids)), limit=200, offset=len(logs)):
+            logs += page
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids)))
+    assert {log.flow_run_id for log in logs} == set(run_ids)  # every run's logs were read
     exposed = {
         "exceptions": "\n".join(errors),
         "local log records": "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records),
