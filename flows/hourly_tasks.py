@@ -28,6 +28,7 @@ from flows.core.io.sql import Database
 from flows.core.schema import alerts as alerts_table
 from flows.core.schema import etl_watermark, temperature, temperature_raw, thresholds
 from flows.core.settings import plant_now, retry_backoff_seconds
+from flows.core.streams import WriteTurns
 from flows.core.windows import Window
 
 
@@ -222,27 +223,6 @@ class Steps:
 
 STEP_TASKS = Steps(extract, aggregate_hourly, upsert_hourly, validate_hourly, evaluate_alerts)
 STEP_FUNCTIONS = Steps(*(t.fn for t in (extract, aggregate_hourly, upsert_hourly, validate_hourly, evaluate_alerts)))
-
-
-class WriteTurns:
-    """Chunks are read concurrently but written in order: chunk k writes once chunks 0..k-1 have.
-
-    A failed write does not pass the turn on (the run stops there), so whatever a failed run leaves
-    behind is a prefix of whole chunks; a retried chunk takes its turn again.
-    """
-
-    def __init__(self) -> None:
-        self._next = 0
-        self._changed = asyncio.Condition()
-
-    @contextlib.asynccontextmanager
-    async def turn(self, number: int):
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._next >= number)
-        yield
-        async with self._changed:
-            self._next = max(self._next, number + 1)
-            self._changed.notify_all()
 
 
 async def process_chunk(

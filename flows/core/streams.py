@@ -51,3 +51,24 @@ async def ahead(items: AsyncIterator[T], depth: int = 1) -> AsyncIterator[T]:
 class _Failure:
     def __init__(self, error: Exception) -> None:
         self.error = error
+
+
+class WriteTurns:
+    """Chunks are read concurrently but written in order: chunk k writes once chunks 0..k-1 have.
+
+    A failed write does not pass the turn on (the run stops there), so whatever a failed run leaves
+    behind is a prefix of whole chunks; a retried chunk takes its turn again.
+    """
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, number: int):
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._next >= number)
+        yield
+        async with self._changed:
+            self._next = max(self._next, number + 1)
+            self._changed.notify_all()
