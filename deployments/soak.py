@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -160,9 +160,14 @@ async def start_backfills(env: dict[str, str], today: datetime) -> list[str]:
 
 
 async def wait_idle(timeout: float) -> None:
-    """Until no run is pending or running (or `timeout`)."""
+    """Until no run is scheduled to start now, pending or running (or `timeout`)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterNextScheduledStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     deadline = time.monotonic() + timeout
@@ -170,7 +175,10 @@ async def wait_idle(timeout: float) -> None:
         while time.monotonic() < deadline:
             busy = await client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
                 type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]))))
-            if not busy:
+            due = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=datetime.now(UTC))))
+            if not busy and not due:
                 return
             await asyncio.sleep(5)
 
@@ -211,10 +219,10 @@ async def report(backfills: list[str], end: datetime) -> bool:
     never = [r for r in runs if r.auto_scheduled and r.state and r.state.name == "Late"]
     print(f"scheduled runs never started (Late): {len(never)}")
     states = {r.id: r.state.name for r in runs}
-    print("fanned-out backfills: " + ", ".join(states.get(uuid.UUID(b), "?") for b in backfills))
+    print("fanned-out backfills, then the last hour by hand: " + ", ".join(states.get(uuid.UUID(b), "?") for b in backfills))
     ok &= all(states.get(uuid.UUID(b)) == "Completed" for b in backfills)
 
-    hour = end.replace(minute=0, second=0, microsecond=0)
+    hour = end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)  # every hour, the last one too
     async with open_database("pg-fdw-v1-iot") as iot, open_database("pg-fdw-v2-hq") as hq:
         async with iot.engine.connect() as conn:
             expected = {tuple(r[:3]): r[3:] for r in (await conn.execute(text(
@@ -294,6 +302,13 @@ async def soak(minutes: float, home: Path, port: int) -> int:
         await asyncio.sleep(150)  # two more minutes of every schedule: the last gateway rows are loaded, then aggregated
         sh(str(BIN / "prefect"), "--no-prompt", "deployment", "schedule", "pause", "--all", env=env)
         await wait_idle(600)
+        # the hour under way is not a "last full hour" yet: aggregate it once more, as a user would
+        current = end.replace(minute=0, second=0, microsecond=0)
+        out = sh(str(BIN / "prefect"), "deployment", "run", "temperature-etl/hourly", "--param",
+                 f"hour={current:%Y-%m-%dT%H:%M}", env=env)
+        final = next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
+        await wait_idle(600)
+        backfills.append(final)
         print(f"\nsoak of {minutes:g} minutes done; the feeder wrote {fed:,} gateway rows")
         await floor.stop()
         await silent.stop()
