@@ -162,7 +162,7 @@ async def way_flow(size: str) -> int:
     report = await temperature_backfill(
         start=lo.isoformat(), end=hi.isoformat(), source_block=block(source_db(size)), target_block=block(TARGET)
     )
-    return int(report.totals["groups"])
+    return int(report.totals["location_hours"])
 
 
 async def one(way: str, size: str) -> None:

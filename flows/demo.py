@@ -165,13 +165,13 @@ async def run_demo(
             start=(end - timedelta(days=cfg.history_days)).date(), end=end - timedelta(hours=1),
             source_block=SOURCE_BLOCK, target_block=TARGET_BLOCK,
         )
-        summary.steps.append(Step("temperature_backfill", int(back.totals["groups"]), time.perf_counter() - t,
+        summary.steps.append(Step("temperature_backfill", int(back.totals["location_hours"]), time.perf_counter() - t,
                                   f"{back.totals['raw_rows']:,} raw rows over {back.window}"))
 
         say("temperature_etl for the last full hour (with alerts)")
         t = time.perf_counter()
         hourly = await temperature_etl(hour=end - timedelta(hours=1), source_block=SOURCE_BLOCK, target_block=TARGET_BLOCK)
-        summary.steps.append(Step("temperature_etl", int(hourly.totals["groups"]), time.perf_counter() - t,
+        summary.steps.append(Step("temperature_etl", int(hourly.totals["location_hours"]), time.perf_counter() - t,
                                   f"{hourly.window}: {hourly.totals['alerts_opened']} alerts opened"))
 
         summary.recent, summary.alerts, summary.rejects = await _read_results(iot, hq, end)

@@ -49,7 +49,7 @@ RETRYING = dict(
 class ChunkReport:
     window: str
     raw_rows: int
-    groups: int
+    location_hours: int
     inserted: int
     updated: int
     unchanged: int
@@ -101,12 +101,12 @@ PUSHDOWN_DIALECTS = ("postgresql", "mysql")
 
 
 @task(name="extract", task_run_name="extract {window}", **RETRYING)
-async def extract(source: Database, window: Window, pushdown: bool | None = None) -> Extracted:
+async def extract(source: Database, window: Window) -> Extracted:
     """The window's readings from the source: aggregated in the source where it can (PostgreSQL,
     MariaDB: per location and hour max/min/sum/count), else the raw rows (SQLite)."""
     started = time.perf_counter()
-    use_pushdown = source.dialect in PUSHDOWN_DIALECTS if pushdown is None else pushdown
-    partial = await sql.read_partial_hourly(source, window) if use_pushdown else None
+    pushdown = source.dialect in PUSHDOWN_DIALECTS
+    partial = await sql.read_partial_hourly(source, window) if pushdown else None
     if partial is not None and aggregate.partial_is_plausible(partial, readings.plant_limits()):
         extracted = Extracted("partial", partial, int(partial["sample_count"].sum() or 0))
     else:  # SQLite, or some value is not finite, outside the physical limits or overflows a sum:
@@ -194,7 +194,7 @@ async def evaluate_alerts(target: Database, hourly: pl.DataFrame, window: Window
     """
     from prefect.events import emit_event
 
-    found = alerts.breaches(hourly, await sql.active_thresholds(target))
+    found = alerts.breaches(hourly, await sql.read_thresholds(target))
     hours = hourly.select("loc_id", alerts.hour_start())
     changes = await sql.record_alerts(target, found, hours, plant_now())
     for row in changes.opened.iter_rows(named=True):
@@ -266,7 +266,7 @@ async def process_chunk(
     )
     get_run_logger().info(
         "chunk %s: %d raw rows -> %d location-hours (%d new, %d updated) in %.2f s",
-        window, report.raw_rows, report.groups, report.inserted, report.updated, report.seconds,
+        window, report.raw_rows, report.location_hours, report.inserted, report.updated, report.seconds,
     )
     return report
 

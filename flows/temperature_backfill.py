@@ -100,6 +100,6 @@ async def temperature_backfill(
     totals = report.totals
     logger.info(
         "backfill %s done: %d raw rows -> %d location-hours (%d new, %d updated, %d unchanged)",
-        window, totals["raw_rows"], totals["groups"], totals["inserted"], totals["updated"], totals["unchanged"],
+        window, totals["raw_rows"], totals["location_hours"], totals["inserted"], totals["updated"], totals["unchanged"],
     )
     return report

@@ -36,7 +36,7 @@ async def test_backfill_equals_sql_group_by(pair):
     expected = await reference(source, scenario.RANGE_START, scenario.RANGE_END)
     assert_matches_reference(await target_rows(target), expected)
     assert report.window == "[2024-01-31 00:00, 2024-02-02 00:00)"
-    assert report.totals["groups"] == expected.height
+    assert report.totals["location_hours"] == expected.height
     # the cases the scenario plants are really there, as SQL sees them
     one = expected.filter(loc_id="ONE")
     assert one["sample_count"].to_list() == [1] and one["temperature_avg"].to_list() == [21.5]

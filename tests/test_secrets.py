@@ -82,7 +82,6 @@ async def test_no_flow_leaks_the_password(pg_url, caplog):
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
-
     from prefect.logging.handlers import APILogHandler
 
     await APILogHandler.aflush()  # logs reach the server in the background: all of them, now

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import polars as pl
@@ -59,8 +59,3 @@ def location_id(index: int, prefix: str = "LOC") -> str:
     """The id `readings` gives its index-th location (0-based): LOC001, LOC002, ..."""
     return f"{prefix}{index + 1:03d}"
 
-
-def hours_before(now: datetime, hours: int) -> tuple[datetime, datetime]:
-    """[last full hour - hours, end of last full hour) around plant-local `now`."""
-    end = now.replace(minute=0, second=0, microsecond=0)
-    return end - timedelta(hours=hours), end

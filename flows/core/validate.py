@@ -1,6 +1,6 @@
 """Quality checks. Each check returns the violating rows (empty = pass), with a `problem` column.
 
-`failures` runs a list of checks and `describe` turns their rows into an error message that shows
+`describe` turns the violating rows of a check into an error message that shows
 the offending values, so a failed run says exactly what is wrong and where.
 """
 

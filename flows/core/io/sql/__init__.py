@@ -25,14 +25,13 @@ from flows.core.io.sql.base import (
     upsert_rows,
 )
 from flows.core.io.sql.hourly import UpsertResult, hourly_schema, read_hourly, read_partial_hourly, upsert_hourly
-from flows.core.io.sql.master import AlertChanges, active_thresholds, apply_master_changes, record_alerts
+from flows.core.io.sql.master import AlertChanges, apply_master_changes, read_thresholds, record_alerts
 from flows.core.io.sql.raw import (
     WriteResult,
     insert_raw,
     iter_device_rows,
     raw_frame,
     read_device_range,
-    read_device_rows,
     read_raw,
     read_sensors,
     write_readings,
@@ -46,7 +45,6 @@ __all__ = [
     "SourceDataError",
     "UpsertResult",
     "WriteResult",
-    "active_thresholds",
     "apply_master_changes",
     "extend_watermark",
     "get_watermark",
@@ -60,12 +58,12 @@ __all__ = [
     "raw_frame",
     "read_adbc",
     "read_device_range",
-    "read_device_rows",
     "read_hourly",
     "read_partial_hourly",
     "read_raw",
     "read_rows",
     "read_sensors",
+    "read_thresholds",
     "record_alerts",
     "upsert_hourly",
     "upsert_rows",

@@ -34,8 +34,8 @@ async def apply_master_changes(db: Database, changes: Sequence, now: datetime) -
                 )
 
 
-async def active_thresholds(db: Database) -> pl.DataFrame:
-    """The target's thresholds (all rows; callers filter on is_active)."""
+async def read_thresholds(db: Database) -> pl.DataFrame:
+    """The target's thresholds, inactive ones included (alerts.effective_thresholds keeps the active)."""
     cols = ["threshold_type", "level", "min_value", "max_value", "loc_id", "is_active"]
     return await read_rows(db, thresholds, cols)
 

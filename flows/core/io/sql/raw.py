@@ -209,14 +209,6 @@ async def _copy_if_new(conn: AsyncConnection, df: pl.DataFrame, schema: str | No
     return True
 
 
-async def read_device_rows(
-    db: Database, table: Table, column: str, after: datetime | None, until: datetime | None
-) -> pl.DataFrame:
-    """Device rows with after < `column` <= until (either bound may be None), oldest first."""
-    batches = [b async for b in iter_device_rows(db, table, column, after, until, batch_rows=1_000_000)]
-    return pl.concat(batches) if batches else _device_frame(table, [])
-
-
 def iter_device_rows(
     db: Database, table: Table, column: str, after: datetime | None, until: datetime | None,
     batch_rows: int, first_rows: int | None = None, missing: bool = False,
