@@ -24,13 +24,21 @@ PG_ADMIN_URL = os.environ.get("MONTRG_TEST_PG_URL", "postgresql+asyncpg://postgr
 MARIADB_URL = os.environ.get("MONTRG_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def prefect_server():
     """One real local Prefect server for the whole session (blocks, flow runs, artifacts)."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _prefect_unless_pure(request):
+    """Every test gets the session's Prefect server but the pure ones of tests/core/, which need
+    no service and run in a second: `pytest tests/core`."""
+    if request.node.path.parent.name != "core":
+        request.getfixturevalue("prefect_server")
 
 
 @pytest.fixture(scope="session")

@@ -79,6 +79,13 @@ def parse_registers(text: str | None, sensor_id: str) -> dict[str, Register]:
     return out
 
 
+def decode(words: dict[int, int], reg: Register) -> float:
+    """The value of `reg` from the holding registers `words` (address -> 16-bit word), scaled."""
+    raw = [words[a] for a in range(reg.address, reg.address + reg.count)]
+    kind = getattr(AsyncModbusTcpClient.DATATYPE, reg.type.upper())
+    return float(AsyncModbusTcpClient.convert_from_registers(raw, kind, word_order=reg.word_order)) * reg.scale
+
+
 @dataclass
 class PollResult:
     readings: list[dict[str, object]]  # sensor_id, and a float per measure read
@@ -142,13 +149,7 @@ class ModbusPoller:
                 code = getattr(response, "exception_code", "?")
                 raise ModbusException(f"exception response, code {code}, reading {count} registers at {address}")
             words.update(zip(range(address, address + count), response.registers))
-        values = {}
-        for measure, reg in regs.items():
-            raw = [words[a] for a in range(reg.address, reg.address + reg.count)]
-            kind = getattr(AsyncModbusTcpClient.DATATYPE, reg.type.upper())
-            value = AsyncModbusTcpClient.convert_from_registers(raw, kind, word_order=reg.word_order)
-            values[measure] = float(value) * reg.scale
-        return values
+        return {measure: decode(words, reg) for measure, reg in regs.items()}
 
     async def close(self) -> None:
         for client in self.clients.values():
