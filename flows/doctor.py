@@ -109,7 +109,7 @@ class Checker:
         from blocks import open_database
         from flows.core import schema
         from flows.core.errors import MissingTableError
-        from flows.hourly_tasks import require_tables
+        from flows.task_policy import require_tables
 
         found = await self.check("block", block, None)
         subject = f"tables of {block} ({', '.join(names)})"

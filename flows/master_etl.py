@@ -14,8 +14,8 @@ from flows.core.errors import MasterDataError
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now
-from flows.hourly_tasks import RETRYING, require_tables
 from flows.run_names import master_name, runtime_name
+from flows.task_policy import RETRYING, require_tables
 
 MASTER_TABLES = [spec.table for spec in master.MASTER_TABLES]
 

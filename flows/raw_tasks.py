@@ -18,7 +18,7 @@ from flows.core.io.sql import Database
 from flows.core.schema import etl_watermark, sensors, temperature_raw, temperature_raw_reject
 from flows.core.settings import plant_now, plant_tz
 from flows.core.windows import HOUR, Window
-from flows.hourly_tasks import RETRYING, require_tables
+from flows.task_policy import RETRYING, require_tables
 
 RAW_TABLES = [temperature_raw, temperature_raw_reject, sensors, etl_watermark]
 

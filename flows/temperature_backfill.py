@@ -20,7 +20,7 @@ from flows.core.settings import (
 )
 from flows.core.windows import check_hours, check_range, chunks, parse_range
 from flows.fanout import artifact_key, run_chunks_on_pool
-from flows.hourly_tasks import RunReport, check_connections, process_chunks
+from flows.hourly_chunk import RunReport, check_connections, process_chunks
 from flows.params import TimeBound, Whole
 from flows.run_names import backfill_name, runtime_name
 from flows.temperature_etl import JOB as ETL_JOB
@@ -87,7 +87,7 @@ async def temperature_backfill(
         limit = backfill_timeout_seconds(window.hours)
         try:
             async with asyncio.timeout(limit):
-                report.chunks = await process_chunks(source, target, pieces, after_each=progressed, task_per_step=False)
+                report.chunks = await process_chunks(source, target, pieces, after_each=progressed)
         except TimeoutError:
             raise TimeoutError(
                 f"backfill {window} did not finish within {limit:.0f} s (10 minutes + 30 s per hour of the range); "

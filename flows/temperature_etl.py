@@ -11,7 +11,7 @@ from blocks import open_database
 from flows.core.io import sql
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, earliest_time, plant_now, plant_tz
 from flows.core.windows import DAY, HOUR, Window, check_hours, chunks, etl_window
-from flows.hourly_tasks import RunReport, check_connections, process_chunks
+from flows.hourly_chunk import RunReport, check_connections, process_chunks
 from flows.params import Hour, Whole
 from flows.run_names import etl_name, runtime_name
 

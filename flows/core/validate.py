@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from flows.core.aggregate import KEYS
+from flows.core.aggregate import HOURLY_COLUMNS, KEYS
 from flows.core.schema import MEASURES
 
 # A rounded average may sit a rounding step outside [min, max] when all readings are equal.
@@ -61,6 +61,13 @@ def missing_keys(expected: pl.DataFrame, actual: pl.DataFrame) -> pl.DataFrame:
     """Rows of `expected` whose (loc_id, ymd, hh) is absent from `actual`."""
     return expected.select(KEYS).join(actual.select(KEYS), on=KEYS, how="anti").with_columns(
         problem=pl.lit("computed but not in target")
+    )
+
+
+def differing_rows(stored: pl.DataFrame, computed: pl.DataFrame) -> pl.DataFrame:
+    """Rows of `stored` whose values differ from `computed`'s row of the same key (NULLs equal)."""
+    return stored.join(computed, on=list(HOURLY_COLUMNS), how="anti", nulls_equal=True).with_columns(
+        problem=pl.lit("target differs from computed")
     )
 
 

@@ -1,7 +1,8 @@
-"""The tasks of the hourly aggregation, shared by temperature_etl and temperature_backfill.
+"""The hourly chunk pipeline, shared by temperature_etl and temperature_backfill.
 
-One chunk of work reads like the seed's DAG: extract -> aggregate -> load -> validate, each a
-task with its own log lines, retried with backoff when a database connection fails.
+One chunk reads like the seed's DAG: extract -> aggregate -> upsert -> validate (-> alerts),
+plain functions called in that order by run_chunk, each with its log lines; run_chunk is one
+task run (chunk_task), retried as a whole when a connection is lost.
 """
 
 from __future__ import annotations
@@ -10,39 +11,24 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
 import polars as pl
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from prefect.tasks import exponential_backoff
-from sqlalchemy import Table
 
 from flows.core import aggregate, alerts, readings, validate
-from flows.core.errors import DatabaseUnavailable, MissingTableError, TargetValidationError, is_transient
+from flows.core.errors import TargetValidationError
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import alerts as alerts_table
 from flows.core.schema import etl_watermark, temperature, temperature_raw, thresholds
-from flows.core.settings import plant_now, retry_backoff_seconds
+from flows.core.settings import plant_now
 from flows.core.streams import WriteTurns
 from flows.core.windows import Window
-
-
-def retry_on_connection_error(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
-    return is_transient(state.data if isinstance(state.data, BaseException) else None)
-
-
-RETRYING = dict(
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=retry_backoff_seconds()),
-    retry_jitter_factor=0.2,
-    retry_condition_fn=retry_on_connection_error,
-    cache_policy=NO_CACHE,
-)
+from flows.task_policy import RETRYING, require_tables
 
 
 @dataclass
@@ -56,25 +42,6 @@ class ChunkReport:
     seconds: float
     alerts_opened: int = 0
     alerts_resolved: int = 0
-
-
-async def require_tables(db: Database, tables: Iterable[Table]) -> str:
-    """`db` answers and holds `tables`; returns its version. Raises ConnectionError (retried) when it
-    does not answer, MissingTableError naming the block, the tables and the command that creates them."""
-    try:
-        version = await sql.ping(db)
-        missing = await sql.missing_tables(db, tables)
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        raise DatabaseUnavailable(f"{db.describe()} does not answer: {db.redact(str(exc))}") from None
-    if missing:
-        where = f"{db.schema}." if db.schema else ""
-        raise MissingTableError(
-            f"{db.describe()}: missing table(s) {', '.join(where + m for m in missing)}; "
-            f"create them with: montrg db init --block {db.block}"
-        )
-    return version.split(" on ")[0]
 
 
 @task(name="check-connections", **RETRYING)
@@ -100,7 +67,6 @@ class Extracted:
 PUSHDOWN_DIALECTS = ("postgresql", "mysql")
 
 
-@task(name="extract", task_run_name="extract {window}", **RETRYING)
 async def extract(source: Database, window: Window) -> Extracted:
     """The window's readings from the source: aggregated in the source where it can (PostgreSQL,
     MariaDB: per location and hour max/min/sum/count), else the raw rows (SQLite)."""
@@ -128,7 +94,6 @@ class Aggregated:
     left_out: pl.DataFrame
 
 
-@task(name="aggregate-hourly", task_run_name="aggregate-hourly {window}", cache_policy=NO_CACHE)
 async def aggregate_hourly(extracted: Extracted, window: Window) -> Aggregated:
     """Per location and hour: max, avg, min and count of each measure.
 
@@ -152,7 +117,6 @@ async def aggregate_hourly(extracted: Extracted, window: Window) -> Aggregated:
     return Aggregated(hourly, left_out)
 
 
-@task(name="upsert-hourly", task_run_name="upsert-hourly {window}", **RETRYING)
 async def upsert_hourly(target: Database, hourly: pl.DataFrame, window: Window) -> sql.UpsertResult:
     """Upsert the location-hours into the target, in one transaction."""
     result = await sql.upsert_hourly(target, hourly, window, plant_now())
@@ -163,7 +127,6 @@ async def upsert_hourly(target: Database, hourly: pl.DataFrame, window: Window) 
     return result
 
 
-@task(name="validate-hourly", task_run_name="validate-hourly {window}", **RETRYING)
 async def validate_hourly(target: Database, hourly: pl.DataFrame, window: Window) -> None:
     """The target holds every computed location-hour, with consistent values."""
     stored = await sql.read_hourly(target, window)
@@ -171,21 +134,15 @@ async def validate_hourly(target: Database, hourly: pl.DataFrame, window: Window
     if missing.height:
         raise TargetValidationError(validate.describe(missing, f"location-hours missing from {target.describe()}"))
     written = stored.join(hourly.select(aggregate.KEYS), on=list(aggregate.KEYS), how="semi")
-    differs = written.join(hourly, on=list(aggregate.HOURLY_COLUMNS), how="anti", nulls_equal=True)
+    differs = validate.differing_rows(written, hourly)
     if differs.height:
-        raise TargetValidationError(
-            validate.describe(
-                differs.with_columns(problem=pl.lit("target differs from computed")),
-                f"location-hours in {target.describe()} differ from what was computed",
-            )
-        )
+        raise TargetValidationError(validate.describe(differs, f"location-hours in {target.describe()} differ from what was computed"))
     bad = validate.bad_hourly_values(written)
     if bad.height:
         raise TargetValidationError(validate.describe(bad, f"rows in {target.describe()} break an invariant"))
     get_run_logger().info("validated %d location-hours of %s", written.height, window)
 
 
-@task(name="evaluate-alerts", task_run_name="evaluate-alerts {window}", **RETRYING)
 async def evaluate_alerts(target: Database, hourly: pl.DataFrame, window: Window) -> sql.AlertChanges:
     """Compare the hours just written with the active thresholds; record and announce breaches.
 
@@ -209,47 +166,33 @@ async def evaluate_alerts(target: Database, hourly: pl.DataFrame, window: Window
     return changes
 
 
-@dataclass(frozen=True)
-class Steps:
-    """The steps of one chunk: Prefect tasks (each its own task run, retried on its own) or their
-    plain functions (run inside one task run per chunk, which is retried as a whole)."""
-
-    extract: Callable[..., Awaitable[Extracted]]
-    aggregate: Callable[..., Awaitable[Aggregated]]
-    upsert: Callable[..., Awaitable[sql.UpsertResult]]
-    validate: Callable[..., Awaitable[None]]
-    alerts: Callable[..., Awaitable[sql.AlertChanges]]
-
-
-STEP_TASKS = Steps(extract, aggregate_hourly, upsert_hourly, validate_hourly, evaluate_alerts)
-STEP_FUNCTIONS = Steps(*(t.fn for t in (extract, aggregate_hourly, upsert_hourly, validate_hourly, evaluate_alerts)))
-
-
-async def process_chunk(
+async def run_chunk(
     source: Database,
     target: Database,
     window: Window,
     with_alerts: bool = False,
-    steps: Steps = STEP_TASKS,
     number: int = 0,
     turns: WriteTurns | None = None,
 ) -> ChunkReport:
     """extract -> aggregate -> upsert -> validate (-> alerts) for one window; returns what it did.
 
-    With `turns`, the read runs at once and the writes wait for chunk `number`'s turn."""
+    With `turns`, the read runs at once and the writes wait for chunk `number`'s turn. The target
+    is read twice: by the upsert before it writes (to write only the rows that changed) and by the
+    validation after the commit (what the database holds, its types and triggers applied); one
+    read cannot serve both."""
     started = time.perf_counter()
-    extracted = await steps.extract(source, window)
+    extracted = await extract(source, window)
     async with turns.turn(number) if turns else contextlib.nullcontext():
         if extracted.raw_rows == 0:
             get_run_logger().info("no raw rows in %s: nothing to write", window)
             return ChunkReport(str(window), 0, 0, 0, 0, 0, round(time.perf_counter() - started, 3))
-        aggregated = await steps.aggregate(extracted, window)
+        aggregated = await aggregate_hourly(extracted, window)
         hourly = aggregated.hourly
-        result = await steps.upsert(target, hourly, window)
-        await steps.validate(target, hourly, window)
+        result = await upsert_hourly(target, hourly, window)
+        await validate_hourly(target, hourly, window)
         opened = resolved = 0
         if with_alerts:
-            changes = await steps.alerts(target, hourly, window)
+            changes = await evaluate_alerts(target, hourly, window)
             opened, resolved = changes.opened.height, changes.resolved
     if aggregated.left_out.height:
         raise sql.SourceDataError(
@@ -271,12 +214,9 @@ async def process_chunk(
     return report
 
 
-@task(name="aggregate-chunk", task_run_name="aggregate-chunk {window}", **RETRYING)
-async def aggregate_chunk(
-    source: Database, target: Database, window: Window, with_alerts: bool, number: int, turns: WriteTurns
-) -> ChunkReport:
-    """One chunk of a backfill as a single task run: extract, aggregate, upsert, validate."""
-    return await process_chunk(source, target, window, with_alerts, STEP_FUNCTIONS, number, turns)
+chunk_task = task(name="aggregate-chunk", task_run_name="aggregate-chunk {window}", **RETRYING)(run_chunk)
+"""run_chunk as one task run, for the hourly job and the backfill alike: retried as a whole when
+a connection is lost (the chunk is one transaction, so a retry starts clean); its steps log."""
 
 
 IN_FLIGHT = 3  # chunks under way at once: two aggregating in the source (2 cores) while one writes
@@ -288,21 +228,13 @@ async def process_chunks(
     pieces: list[Window],
     with_alerts: bool = False,
     after_each: Callable[[int, ChunkReport], Awaitable[None]] | None = None,
-    task_per_step: bool = True,
 ) -> list[ChunkReport]:
-    """Process `pieces`, up to IN_FLIGHT at once: reads overlap, writes go in order.
-
-    task_per_step=True shows every step of every chunk as its own task run (the hourly job:
-    one chunk, its steps visible); False runs each chunk as one task run (a backfill: many
-    chunks, a fraction of the orchestration overhead)."""
+    """Process `pieces`, each one task run (chunk_task), up to IN_FLIGHT at once: reads overlap,
+    writes go in order."""
     turns = WriteTurns()
 
     def start(number: int) -> asyncio.Future:
-        if task_per_step:
-            work = process_chunk(source, target, pieces[number], with_alerts, STEP_TASKS, number, turns)
-        else:
-            work = aggregate_chunk(source, target, pieces[number], with_alerts, number, turns)
-        return asyncio.ensure_future(work)
+        return asyncio.ensure_future(chunk_task(source, target, pieces[number], with_alerts, number, turns))
 
     reports: list[ChunkReport] = []
     running: deque[asyncio.Future] = deque()

@@ -1,0 +1,52 @@
+"""The task policy every flow shares: which failures are retried and how, and the table checks.
+
+Retry only what a retry can cure (flows.core.errors.is_transient: a lost or refused connection, a
+deadlock or a lock timeout), three times with exponential backoff from MONTRG_RETRY_BACKOFF_S; bad
+data and SQL errors fail at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+from sqlalchemy import Table
+
+from flows.core.errors import DatabaseUnavailable, MissingTableError, is_transient
+from flows.core.io import sql
+from flows.core.io.sql import Database
+from flows.core.settings import retry_backoff_seconds
+
+
+def retry_on_connection_error(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
+    return is_transient(state.data if isinstance(state.data, BaseException) else None)
+
+
+RETRYING = dict(
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=retry_backoff_seconds()),
+    retry_jitter_factor=0.2,
+    retry_condition_fn=retry_on_connection_error,
+    cache_policy=NO_CACHE,
+)
+
+
+
+async def require_tables(db: Database, tables: Iterable[Table]) -> str:
+    """`db` answers and holds `tables`; returns its version. Raises ConnectionError (retried) when it
+    does not answer, MissingTableError naming the block, the tables and the command that creates them."""
+    try:
+        version = await sql.ping(db)
+        missing = await sql.missing_tables(db, tables)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        raise DatabaseUnavailable(f"{db.describe()} does not answer: {db.redact(str(exc))}") from None
+    if missing:
+        where = f"{db.schema}." if db.schema else ""
+        raise MissingTableError(
+            f"{db.describe()}: missing table(s) {', '.join(where + m for m in missing)}; "
+            f"create them with: montrg db init --block {db.block}"
+        )
+    return version.split(" on ")[0]
