@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import statistics
@@ -88,6 +89,7 @@ async def set_up_databases(names: dict[str, str], env: dict[str, str]) -> tuple:
     for block, role in (("pg-fdw-v1-iot", "iot"), ("pg-fdw-v2-hq", "hq"), ("montrg-device", "gw")):
         await create_block(block, f"{PG}/{names[role]}")
     cfg = demo.DemoSettings()
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the floor's server: a poller that hung up is not news
     now = plant_now()
     floor, silent = await demo.start_floor(cfg, now)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
