@@ -25,7 +25,7 @@ from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import alerts as alerts_table
 from flows.core.schema import etl_watermark, temperature, temperature_raw, thresholds
-from flows.core.settings import plant_now
+from flows.core.settings import IN_FLIGHT, plant_now
 from flows.core.streams import WriteTurns
 from flows.core.windows import Window
 from flows.task_policy import RETRYING, require_tables
@@ -218,8 +218,6 @@ chunk_task = task(name="aggregate-chunk", task_run_name="aggregate-chunk {window
 """run_chunk as one task run, for the hourly job and the backfill alike: retried as a whole when
 a connection is lost (the chunk is one transaction, so a retry starts clean); its steps log."""
 
-
-IN_FLIGHT = 3  # chunks under way at once: two aggregating in the source (2 cores) while one writes
 
 
 async def process_chunks(

@@ -23,6 +23,7 @@ from flows.core.io import sql
 from flows.core.io.modbus import ModbusPoller, Sensor, parse_registers
 from flows.core.io.sql import Database
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, plant_tz
+from flows.core.windows import check_range
 from flows.raw_tasks import check_raw_tables
 from flows.run_names import collect_name, runtime_name
 
@@ -138,8 +139,7 @@ async def sensor_collect(
         raise ValueError(f"duration_seconds={duration_seconds!r} must be more than 0 and at most 86400")
     if not 0 < timeout_seconds < interval_seconds:
         raise ValueError(f"timeout_seconds={timeout_seconds!r} must be positive and below interval_seconds={interval_seconds}")
-    if not 1 <= flush_every_cycles <= 10_000:
-        raise ValueError(f"flush_every_cycles={flush_every_cycles!r} must be 1..10000")
+    check_range(flush_every_cycles, "flush_every_cycles", 1, 10_000, "cycles")
     tz = plant_tz()
     if window_start is not None:
         now = datetime.now(tz)

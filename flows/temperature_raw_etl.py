@@ -16,6 +16,7 @@ from flows.core.io import sql
 from flows.core.schema import device_table as device_table_def
 from flows.core.settings import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE, DEFAULT_SOURCE_BLOCK, check_identifier
 from flows.core.streams import ahead
+from flows.core.windows import check_range
 from flows.raw_tasks import LoadReport, check_raw_tables, load_readings, validate_batch
 from flows.run_names import raw_etl_name, runtime_name
 
@@ -61,10 +62,8 @@ async def temperature_raw_etl(
     check_identifier(watermark_column, "watermark_column")
     if watermark_column not in ("upload_dt", "capture_dt"):
         raise ValueError(f"watermark_column={watermark_column!r} must be 'upload_dt' or 'capture_dt'")
-    if not 0 <= overlap_minutes <= 7 * 24 * 60:
-        raise ValueError(f"overlap_minutes={overlap_minutes!r} must be 0..10080")
-    if not 1 <= batch_rows <= 5_000_000:
-        raise ValueError(f"batch_rows={batch_rows!r} must be 1..5000000")
+    check_range(overlap_minutes, "overlap_minutes", 0, 7 * 24 * 60, "minutes")
+    check_range(batch_rows, "batch_rows", 1, 5_000_000, "rows")
     if outlier_mads is not None and not outlier_mads > 0:
         raise ValueError(f"outlier_mads={outlier_mads!r} must be positive (or empty for off)")
     table = device_table_def(device_table)

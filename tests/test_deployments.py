@@ -39,7 +39,7 @@ async def test_every_deployment_of_prefect_yaml_is_on_the_server_as_defined(depl
             d = await client.read_deployment_by_name(f"{flow_name}/{spec['name']}-process")
             assert d.work_pool_name == POOL and d.work_queue_name == spec["work_pool"]["work_queue_name"]
             assert set(spec["tags"]) <= set(d.tags)
-            assert {k: v for k, v in d.parameters.items() if k in spec["parameters"]} == spec["parameters"]
+            assert {k: v for k, v in d.parameters.items() if k in spec.get("parameters", {})} == spec.get("parameters", {})
             got = [(s.schedule.cron, s.schedule.timezone) for s in d.schedules]
             assert got == [(s["cron"], s["timezone"]) for s in spec.get("schedules", [])]
             if "concurrency_limit" in spec:

@@ -196,6 +196,8 @@ async def test_bad_parameters_are_named_before_any_work():
         await temperature_raw_etl(limits={"humidity": [100, 0]})
     with pytest.raises(ValueError, match=r"device_table='dbo.temperature; DROP TABLE x' is not a valid identifier"):
         await temperature_raw_etl(device_table="dbo.temperature; DROP TABLE x")
+    with pytest.raises(ValueError, match=r"overlap_minutes=-1 must be a whole number of minutes from 0 to 10080"):
+        await temperature_raw_etl(overlap_minutes=-1)
 
 
 async def test_small_batches_stream_with_a_small_first_one_and_load_everything_once(raw_setup):

@@ -25,6 +25,12 @@ DEFAULT_DEVICE_TABLE = "dbo.temperature"
 DEFAULT_POOL = "montrg-docker"
 CHUNK_QUEUE = "backfill-chunks"  # the work queue of fanned-out backfill chunks (flows/fanout.py)
 
+# Tunables, measured on the 2-core machines this runs on (README, Performance)
+IN_FLIGHT = 3  # hourly chunks under way at once: two aggregating in the source while one writes
+BATCH_ROWS = 5_000  # rows per statement where a write goes through SQLAlchemy (MariaDB, SQLite)
+LOCK_TIMEOUT_S = 600  # the longest a writer waits for another's table lock (MariaDB GET_LOCK)
+PUSHDOWN_WORK_MEM = "256MB"  # PostgreSQL work_mem for the source's hourly aggregation, that transaction only
+
 # Prefect settings for local commands (montrg, the demo, tests, benchmarks): start the temporary
 # API server patiently on small machines, no telemetry. Prefect reads its settings when it is
 # imported, so these are applied by `import flows`, before anything imports Prefect.

@@ -34,13 +34,7 @@ from flows.core.schema import (
     SCHEMA_TOKEN,
     etl_watermark,
 )
-from flows.core.settings import check_identifier, schema_name
-
-BATCH_ROWS = 5_000
-
-
-LOCK_TIMEOUT_S = 600
-
+from flows.core.settings import BATCH_ROWS, LOCK_TIMEOUT_S, check_identifier, schema_name
 
 SCHEMA_PARAMETER = "montrg_schema"  # URL query parameter: this database's schema, if not MONTRG_SCHEMA
 

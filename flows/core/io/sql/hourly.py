@@ -30,6 +30,7 @@ from flows.core.schema import (
     temperature,
     temperature_raw,
 )
+from flows.core.settings import PUSHDOWN_WORK_MEM
 from flows.core.windows import HOUR, Window
 
 
@@ -48,7 +49,7 @@ async def read_partial_hourly(db: Database, window: Window) -> pl.DataFrame | No
     try:
         async with db.engine.begin() as conn:
             if db.dialect == "postgresql":
-                await conn.execute(text("SET LOCAL work_mem = '256MB'"))
+                await conn.execute(text(f"SET LOCAL work_mem = '{PUSHDOWN_WORK_MEM}'"))
                 await conn.execute(text("SET LOCAL enable_indexscan = off"))
                 await conn.execute(text("SET LOCAL jit = off"))
             rows = (await conn.execute(_partial_query(conn.dialect, window))).all()
