@@ -5,41 +5,31 @@ is read through ADBC into Arrow/Polars and written by binary COPY (straight into
 range is new, else into a temporary table followed by one INSERT ... ON CONFLICT). MariaDB and
 SQLite use their own upserts through SQLAlchemy. Every write is one transaction.
 
-base.py: connections, locks, shared write paths, watermarks; raw.py: raw readings and the device
-table; hourly.py: hourly aggregates; master.py: master data and alerts.
+connection.py: a database behind a block, table checks, the write lock; adbc.py: PostgreSQL reads
+into Polars; writes.py: COPY, staging and upserts every writer shares; watermarks.py: how far a job
+got; raw.py: raw readings and the device table; hourly.py: hourly aggregates; master.py: master
+data and alerts. This file exports what callers outside the package use, nothing more.
 """
 
 from flows.core.errors import SourceDataError
-from flows.core.io.sql.base import (
-    BATCH_ROWS,
-    SCHEMA_PARAMETER,
-    Database,
-    extend_watermark,
-    get_watermark,
-    locked_transaction,
-    missing_tables,
-    ping,
-    polars_schema,
-    read_adbc,
-    read_rows,
-    upsert_rows,
-)
-from flows.core.io.sql.hourly import UpsertResult, hourly_schema, read_hourly, read_partial_hourly, upsert_hourly
+from flows.core.io.sql.adbc import read_adbc
+from flows.core.io.sql.connection import SCHEMA_PARAMETER, Database, missing_tables, ping
+from flows.core.io.sql.hourly import UpsertResult, read_hourly, read_partial_hourly, upsert_hourly
 from flows.core.io.sql.master import AlertChanges, apply_master_changes, read_thresholds, record_alerts
 from flows.core.io.sql.raw import (
     WriteResult,
     insert_raw,
     iter_device_rows,
-    raw_frame,
     read_device_range,
     read_raw,
     read_sensors,
     write_readings,
 )
+from flows.core.io.sql.watermarks import extend_watermark, get_watermark
+from flows.core.io.sql.writes import read_rows, upsert_rows
 
 __all__ = [
     "AlertChanges",
-    "BATCH_ROWS",
     "Database",
     "SCHEMA_PARAMETER",
     "SourceDataError",
@@ -48,14 +38,10 @@ __all__ = [
     "apply_master_changes",
     "extend_watermark",
     "get_watermark",
-    "hourly_schema",
     "insert_raw",
     "iter_device_rows",
-    "locked_transaction",
     "missing_tables",
     "ping",
-    "polars_schema",
-    "raw_frame",
     "read_adbc",
     "read_device_range",
     "read_hourly",

@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Select
 
 from flows.core.aggregate import HOURLY_COLUMNS, KEYS, PARTIAL_COLUMNS
-from flows.core.io.sql.base import Database, _stage_copy, locked_transaction, upsert_rows
+from flows.core.io.sql.connection import Database, locked_transaction
+from flows.core.io.sql.writes import stage_copy, upsert_rows
 from flows.core.schema import (
     MEASURES,
     temperature,
@@ -156,7 +157,7 @@ async def upsert_hourly(db: Database, hourly: pl.DataFrame, window: Window, calc
         changed = changed.with_columns(calc_dt=pl.lit(calc_dt, dtype=pl.Datetime("us")))
         values = [c for c in changed.columns if c not in KEYS]
         if db.dialect == "postgresql":
-            stage = await _stage_copy(conn, "montrg_stage_hourly", temperature, changed)
+            stage = await stage_copy(conn, "montrg_stage_hourly", temperature, changed)
             stmt = pg_insert(temperature).from_select(changed.columns, select(*stage.c))
             stmt = stmt.on_conflict_do_update(
                 index_elements=list(KEYS), set_={c: stmt.excluded[c] for c in values}

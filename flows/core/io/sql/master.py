@@ -13,11 +13,13 @@ from sqlalchemy import (
 )
 
 from flows.core.alerts import ALERT_KEYS
-from flows.core.io.sql.base import BATCH_ROWS, Database, locked_transaction, polars_schema, read_rows, upsert_rows
+from flows.core.io.sql.connection import Database, locked_transaction
+from flows.core.io.sql.writes import polars_schema, read_rows, upsert_rows
 from flows.core.schema import (
     alerts,
     thresholds,
 )
+from flows.core.settings import BATCH_ROWS
 
 
 async def apply_master_changes(db: Database, changes: Sequence, now: datetime) -> None:

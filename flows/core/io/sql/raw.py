@@ -21,20 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flows.core.aggregate import RAW_SCHEMA
 from flows.core.errors import SourceDataError
-from flows.core.io.sql.base import (
-    Database,
-    _copy_records,
-    _count,
-    _extend_watermark,
-    _insert_ignoring,
-    _literal,
-    _stage_copy,
-    locked_transaction,
-    read_adbc,
-    read_rows,
-    stream_adbc,
-    upsert_rows,
-)
+from flows.core.io.sql.adbc import read_adbc, stream_adbc
+from flows.core.io.sql.connection import Database, locked_transaction, timestamp_literal
+from flows.core.io.sql.watermarks import extend_watermark_in
+from flows.core.io.sql.writes import copy_records, count_rows, insert_ignoring, read_rows, stage_copy, upsert_rows
 from flows.core.schema import (
     MEASURES,
     sensors,
@@ -73,7 +63,7 @@ async def _read_raw_adbc(db: Database, window: Window, check: bool) -> pl.DataFr
     cols = ", ".join(["loc_id", "capture_dt", *MEASURES])
     query = (
         f"SELECT {cols} FROM {db.qualified(t)} "
-        f"WHERE capture_dt >= {_literal(window.start)} AND capture_dt < {_literal(window.end)}"
+        f"WHERE capture_dt >= {timestamp_literal(window.start)} AND capture_dt < {timestamp_literal(window.end)}"
     )
     df = (await read_adbc(db, query, "reading raw rows")).cast(RAW_SCHEMA)  # type: ignore[arg-type]
     if check:
@@ -156,11 +146,11 @@ async def write_readings(
         written = await _write_raw(conn, good, replace, db.schema)
         rejected = 0
         if rejects is not None and rejects.height:
-            before = await _count(conn, temperature_raw_reject)
-            await _insert_ignoring(conn, temperature_raw_reject, ["source", "row_key"], rejects)
-            rejected = await _count(conn, temperature_raw_reject) - before
+            before = await count_rows(conn, temperature_raw_reject)
+            await insert_ignoring(conn, temperature_raw_reject, ["source", "row_key"], rejects)
+            rejected = await count_rows(conn, temperature_raw_reject) - before
         if watermark is not None:
-            await _extend_watermark(conn, watermark[0], datetime.min, watermark[1], plant_now(), create=True)
+            await extend_watermark_in(conn, watermark[0], datetime.min, watermark[1], plant_now(), create=True)
     return WriteResult(written, rejected)
 
 
@@ -171,7 +161,7 @@ async def _write_raw(conn: AsyncConnection, df: pl.DataFrame, replace: bool, sch
     if conn.dialect.name == "postgresql":
         if await _copy_if_new(conn, df, schema):
             return df.height
-        stage = await _stage_copy(conn, "montrg_stage_raw", temperature_raw, df)
+        stage = await stage_copy(conn, "montrg_stage_raw", temperature_raw, df)
         stmt = pg_insert(temperature_raw).from_select(df.columns, select(*stage.c))
         if replace:
             stmt = stmt.on_conflict_do_update(
@@ -181,12 +171,12 @@ async def _write_raw(conn: AsyncConnection, df: pl.DataFrame, replace: bool, sch
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=keys)
         return (await conn.execute(stmt)).rowcount
-    before = await _count(conn, temperature_raw)
+    before = await count_rows(conn, temperature_raw)
     if replace:
         await upsert_rows(conn, temperature_raw, keys, df)
     else:
-        await _insert_ignoring(conn, temperature_raw, keys, df)
-    return await _count(conn, temperature_raw) - before
+        await insert_ignoring(conn, temperature_raw, keys, df)
+    return await count_rows(conn, temperature_raw) - before
 
 
 async def _copy_if_new(conn: AsyncConnection, df: pl.DataFrame, schema: str | None) -> bool:
@@ -203,7 +193,7 @@ async def _copy_if_new(conn: AsyncConnection, df: pl.DataFrame, schema: str | No
         return False
     try:
         async with conn.begin_nested():
-            await _copy_records(conn, t, schema, df)
+            await copy_records(conn, t, schema, df)
     except (IntegrityError, UniqueViolationError):  # the raw driver's error: COPY bypasses SQLAlchemy's wrapping
         return False
     return True
