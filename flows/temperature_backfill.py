@@ -18,7 +18,7 @@ from flows.core.settings import (
     plant_now,
     plant_tz,
 )
-from flows.core.windows import check_hours, check_range, chunks, parse_range
+from flows.core.windows import backfill_plan
 from flows.fanout import artifact_key, run_chunks_on_pool
 from flows.hourly_chunk import RunReport, check_connections, process_chunks
 from flows.params import TimeBound, Whole
@@ -57,12 +57,10 @@ async def temperature_backfill(
         chunk_timeout_minutes: With fan_out, how long a chunk may take from its creation to its
             end; a chunk still waiting or running then is cancelled and reported as failed.
     """
-    window = parse_range(start, end, plant_now(), plant_tz(), earliest_time())
-    check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
-    check_range(max_parallel, "max_parallel", 1, 64, "chunks")
-    check_range(chunk_timeout_minutes, "chunk_timeout_minutes", 1, 7 * 24 * 60, "minutes")
+    window, pieces = backfill_plan(
+        start, end, chunk_hours, max_parallel, chunk_timeout_minutes, plant_now(), plant_tz(), earliest_time()
+    )
     logger = get_run_logger()
-    pieces = chunks(window, chunk_hours)
     logger.info("backfill %s (plant time): %d hours in %d chunks", window, window.hours, len(pieces))
     report = RunReport(str(window), [])
     if fan_out:

@@ -22,7 +22,7 @@ from flows.core.settings import (
     plant_tz,
 )
 from flows.core.streams import ahead
-from flows.core.windows import check_hours, check_range, chunks, parse_range
+from flows.core.windows import backfill_plan
 from flows.fanout import artifact_key, run_chunks_on_pool
 from flows.params import TimeBound, Whole
 from flows.raw_tasks import LoadReport, check_raw_tables, load_readings, validate_batch
@@ -67,16 +67,14 @@ async def temperature_raw_backfill(
         chunk_timeout_minutes: With fan_out, how long a chunk may take from its creation to its
             end; a chunk still waiting or running then is cancelled and reported as failed.
     """
-    window = parse_range(start, end, plant_now(), plant_tz(), earliest_time())
-    check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
+    window, pieces = backfill_plan(
+        start, end, chunk_hours, max_parallel, chunk_timeout_minutes, plant_now(), plant_tz(), earliest_time()
+    )
     columns = readings.check_value_columns(value_columns)
     bounds = readings.check_limits(limits or {})
     table = device_table_def(device_table)
     source = f"device:{device_block}/{device_table}"
-    check_range(max_parallel, "max_parallel", 1, 64, "chunks")
-    check_range(chunk_timeout_minutes, "chunk_timeout_minutes", 1, 7 * 24 * 60, "minutes")
     logger = get_run_logger()
-    pieces = chunks(window, chunk_hours)
     if fan_out:
         params = dict(
             chunk_hours=chunk_hours, device_block=device_block, device_table=device_table, source_block=source_block,
