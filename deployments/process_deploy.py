@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suffix", default="process", help="appended to every deployment name (default: process)")
     args = parser.parse_args(argv)
     config = yaml.safe_load(Path(args.prefect_file).read_text())
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=ROOT, delete=False) as out:
+    with tempfile.NamedTemporaryFile("w", prefix=".montrg-deploy-", suffix=".yaml", dir=ROOT, delete=False) as out:
         yaml.safe_dump(without_image(config, args.pool, args.directory, args.suffix), out, sort_keys=False)
     try:
         return subprocess.run(

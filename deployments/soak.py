@@ -281,7 +281,7 @@ async def soak(minutes: float, home: Path, port: int) -> int:
             await asyncio.sleep(1)
         cfg, floor, silent, today = await set_up_databases(names, env)
         print(sh(str(BIN / "montrg"), "pool", "create", "--pool", POOL, "--no-registry", env=env))
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=ROOT, delete=False) as spec:
+        with tempfile.NamedTemporaryFile("w", prefix=".montrg-deploy-", suffix=".yaml", dir=ROOT, delete=False) as spec:
             yaml.safe_dump(compressed(yaml.safe_load((ROOT / "prefect.yaml").read_text())), spec, sort_keys=False)
         try:
             sh(str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", spec.name, env=env)
