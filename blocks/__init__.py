@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-if TYPE_CHECKING:  # flows imports blocks; import flows' Database lazily to keep that one-way
-    from flows.core.io.sql import Database
+# a database's home is flows.core.io.sql.connection, which imports neither Prefect nor the flows
+from flows.core.io.sql.connection import SCHEMA_PARAMETER, Database
+from flows.core.settings import check_identifier
 
 __all__ = ["async_url", "block_from_url", "create_block", "load_database", "open_database", "BlockNotFound"]
 
@@ -94,9 +94,6 @@ async def create_block(name: str, url: str | URL, overwrite: bool = True, schema
     MONTRG_SCHEMA (kept as the URL parameter montrg_schema, which the driver never sees).
     """
     if schema is not None:
-        from flows.core.io.sql import SCHEMA_PARAMETER
-        from flows.core.settings import check_identifier
-
         url = async_url(url).update_query_dict({SCHEMA_PARAMETER: check_identifier(schema, "--schema")})
     if not _BLOCK_NAME.fullmatch(name):
         raise ValueError(f"block name {name!r} is not valid: lowercase letters, digits and dashes (e.g. pg-fdw-v1-iot)")
@@ -108,8 +105,6 @@ async def create_block(name: str, url: str | URL, overwrite: bool = True, schema
 async def load_database(name: str) -> Database:
     """The Database behind block `name`; raises BlockNotFound naming it when it does not exist."""
     from prefect_sqlalchemy import AsyncSqlAlchemyConnector
-
-    from flows.core.io.sql import Database
 
     if not isinstance(name, str) or not _BLOCK_NAME.fullmatch(name):
         raise ValueError(f"block name {name!r} is not valid: lowercase letters, digits and dashes (e.g. pg-fdw-v1-iot)")
