@@ -83,3 +83,22 @@ async def test_a_sql_error_fails_at_once_with_one_attempt(db_pair, spec):
         tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     chunk = [t for t in tasks if t.name.startswith("aggregate-chunk")]
     assert len(chunk) == 1 and chunk[0].run_count == 1, [(t.name, t.run_count) for t in tasks]
+
+
+async def test_a_bad_value_fails_at_once_with_one_attempt(db_pair):
+    """Text in a numeric column of a loosely typed source (SQLite): bad data, not retried."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    source, target = await db_pair("sqlite->sqlite")
+    await sql.insert_raw(source.db, scenario.rows())
+    async with source.db.engine.begin() as conn:
+        await conn.execute(text("UPDATE temperature_raw SET temperature = 'ERR' WHERE loc_id = 'ONE'"))
+
+    state = await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block,
+                                       target_block=target.block, return_state=True)
+
+    assert state.is_failed() and "temperature='ERR' (str) is not a number" in state.message
+    async with get_client() as client:
+        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    assert [t.run_count for t in tasks if t.name.startswith("aggregate-chunk")] == [1]
