@@ -89,4 +89,7 @@ def import_startup_modules() -> None:
     import prefect.task_engine  # noqa: F401
     import prefect_sqlalchemy  # noqa: F401 - the blocks
 
-    import flows  # noqa: F401
+    import flows
+
+    for name in flows.__all__:  # the flows load on first use: load them all, as before the clock
+        getattr(flows, name)
