@@ -246,6 +246,8 @@ async def test_rows_without_an_upload_time_are_rejected_as_such_not_lost(raw_set
 
     await run(device, table, iot)
     await run(device, table, iot)  # read again each run, recorded once
+    await temperature_raw_backfill(start=T0.date(), end=T0.date(), device_block=device.block,
+                                   device_table=table.fullname, source_block=iot.block)  # the backfill agrees
 
     assert len(await raw_rows(iot)) == len(GOOD)
     rejects = await reject_rows(iot)
