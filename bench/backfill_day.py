@@ -68,7 +68,7 @@ async def run(repeats: int = 3) -> None:
     print(f"{'run':<22}{'wall s':>8}{'raw rows/s':>14}{'location-hours':>16}")
     labels = ["1: insert"] + [f"{i + 1}: rerun (no change)" for i in range(1, repeats)]
     for label, t, r in zip(labels, times, reports):
-        print(f"{label:<22}{t:>8.2f}{rows / t:>14,.0f}{r.totals['groups']:>16,}")
+        print(f"{label:<22}{t:>8.2f}{rows / t:>14,.0f}{r.totals['location_hours']:>16,}")
     print(f"median of {repeats}: {statistics.median(times):.2f} s for {rows:,} raw rows")
     print(f"peak RSS of this process: {peak_rss_mb():.0f} MB (after imports, before the runs: {rss_before:.0f} MB)")
 
