@@ -10,7 +10,9 @@ size, three repetitions of:
   B      the seed's hook pattern: per hour, fetch the rows, aggregate in Python, executemany upsert
   flow   temperature_backfill over the whole range, as a Prefect flow run (Prefect included)
 each in a fresh process (so peak RSS is its own), the target emptied before each run. Ratios to A
-are taken within each repetition, then the median. Then temperature_etl for one hour (with its
+are taken within each repetition, then the median. After each repetition the three tables are
+compared (same keys, maxima exact, averages within their rounding): a disagreement prints FAIL and
+the bench exits 1. Then temperature_etl for one hour (with its
 3-hour look-back): its data path alone and the whole flow run on the running server.
 """
 
@@ -220,6 +222,35 @@ async def hourly_job() -> list[tuple[str, float]]:
 # ------------------------------------------------------------------ driver
 
 
+VALUE_COLUMNS = [f"{m}_{s}" for m in ("temperature", "humidity", "pcv_temperature") for s in ("max", "avg")]
+
+
+async def written() -> dict[tuple[str, str, str], tuple]:
+    """What the last run left in the target: per (loc_id, ymd, hh), the seed's max/avg columns."""
+    import asyncpg
+
+    tgt = await asyncpg.connect(f"{PG}/{TARGET}")
+    rows = await tgt.fetch(f"SELECT loc_id, ymd, hh, {', '.join(VALUE_COLUMNS)} FROM flet_montrg.temperature")
+    await tgt.close()
+    return {tuple(r[:3]): tuple(None if v is None else float(v) for v in r[3:]) for r in rows}
+
+
+def disagreements(tables: dict[str, dict]) -> list[str]:
+    """Where the contenders' tables differ: keys, maxima exactly, averages beyond their 4-decimal rounding."""
+    out = []
+    (ref_way, ref), *others = tables.items()
+    for way, table in others:
+        if table.keys() != ref.keys():
+            out.append(f"{way} and {ref_way} wrote different location-hours ({len(table)} against {len(ref)})")
+            continue
+        for key, values in ref.items():
+            for column, a, b in zip(VALUE_COLUMNS, values, table[key]):
+                tolerance = 5.01e-5 if column.endswith("_avg") else 0.0
+                if (a is None) != (b is None) or (a is not None and abs(a - b) > tolerance):
+                    out.append(f"{way} {key} {column}: {b} against {ref_way}'s {a}")
+    return out
+
+
 def measured(way: str, size: str, env: dict[str, str]) -> dict:
     done = subprocess.run([sys.executable, __file__, "one", way, size], env=env, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
@@ -231,15 +262,23 @@ def main() -> None:
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
     server = start_server(env)
     os.environ.update(env)
+    failed = False
     try:
         asyncio.run(ensure_data())
         for size, rows in SIZES.items():
             results: dict[str, list[dict]] = {"A": [], "B": [], "flow": []}
             ratios: dict[tuple[str, str], list[float]] = {}  # (way, reference) -> per repetition
             for rep in range(REPEATS):
+                tables = {}
                 for way in ("A", "B", "flow"):
                     results[way].append(measured(way, size, env))
                     print(f"  {size} rep {rep + 1} {way}: {results[way][-1]['seconds']:.2f} s", flush=True)
+                    tables[way] = asyncio.run(written())  # after the measured process ended: not timed
+                wrong = disagreements(tables)
+                agreed = (f"  {size} rep {rep + 1}: A, B and the flow wrote the same {len(tables['A']):,} location-hours "
+                          "(max exact, avg within 5e-5)")
+                print(f"  FAIL: {size} rep {rep + 1}: " + "; ".join(wrong[:5]) if wrong else agreed, flush=True)
+                failed |= bool(wrong)
                 for way in results:
                     for reference in ("A", "B"):
                         ratio = results[way][-1]["seconds"] / results[reference][-1]["seconds"]
@@ -263,6 +302,8 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(30)
+    if failed:
+        sys.exit("FAIL: the contenders disagree (see above)")
 
 
 if __name__ == "__main__":
