@@ -24,11 +24,10 @@ from typing import Any
 from sqlalchemy import Table
 
 from flows.core.settings import CHUNK_QUEUE, DEFAULT_POOL
-
-ETL_SOURCE = ["temperature_raw"]
-ETL_TARGET = ["temperature", "etl_watermark", "thresholds", "alerts"]
-MASTER = ["locations", "sensors", "thresholds"]
-RAW = ["temperature_raw", "temperature_raw_reject", "sensors", "etl_watermark"]
+from flows.hourly_chunk import SOURCE_TABLES as ETL_SOURCE
+from flows.hourly_chunk import TARGET_TABLES as ETL_TARGET
+from flows.master_etl import MASTER_TABLES as MASTER
+from flows.raw_tasks import RAW_TABLES as RAW
 
 FLOW_FUNCTIONS = {  # Prefect flow name: function name in `flows`
     "temperature-etl": "temperature_etl",
@@ -55,9 +54,7 @@ class Finding:
 @dataclass
 class Report:
     findings: list[Finding] = field(default_factory=list)
-    unready: dict[str, list[str]] = field(default_factory=dict)  # deployment -> what it lacks
     schedule_changes: list[str] = field(default_factory=list)
-
     blocking: list[str] = field(default_factory=list)  # what makes a run fail now (exit status 1)
 
 
@@ -105,17 +102,15 @@ class Checker:
         except ValueError as exc:
             return Finding(f"block {block}", False, str(exc))
 
-    async def _tables(self, block: str, names: list[str]) -> Finding:
+    async def _tables(self, block: str, tables: list[Table]) -> Finding:
         from blocks import open_database
-        from flows.core import schema
         from flows.core.errors import MissingTableError
         from flows.task_policy import require_tables
 
         found = await self.check("block", block, None)
-        subject = f"tables of {block} ({', '.join(names)})"
+        subject = f"tables of {block} ({', '.join(t.name for t in tables)})"
         if not found.ok:
             return Finding(subject, False, f"block {block} is missing", found.fix)
-        tables: list[Table] = [getattr(schema, name) for name in names]
         try:
             async with open_database(block) as db:
                 await require_tables(db, tables)
@@ -248,8 +243,6 @@ async def diagnose(pool: str = DEFAULT_POOL, pause_unready: bool = False, resume
                     lacking.append(finding.subject)
             active = [s for s in d.schedules if s.active]
             scheduled = f"{len(active)} of {len(d.schedules)} schedules active" if d.schedules else "no schedule"
-            if lacking:
-                report.unready[full] = lacking
             if pause_unready and lacking and active:
                 for s in active:
                     await client.update_deployment_schedule(d.id, s.id, active=False)

@@ -44,10 +44,14 @@ class ChunkReport:
     alerts_resolved: int = 0
 
 
+SOURCE_TABLES = [temperature_raw]  # what the hourly job and the backfill read
+TARGET_TABLES = [temperature, etl_watermark, thresholds, alerts_table]  # what they write
+
+
 @task(name="check-connections", **RETRYING)
 async def check_connections(source: Database, target: Database) -> None:
     """Both databases answer and hold the tables this job needs (checked at the same time)."""
-    needs = ((source, [temperature_raw]), (target, [temperature, etl_watermark, thresholds, alerts_table]))
+    needs = ((source, SOURCE_TABLES), (target, TARGET_TABLES))
     versions = await asyncio.gather(*(require_tables(db, tables) for db, tables in needs), return_exceptions=True)
     for failure in (v for v in versions if isinstance(v, BaseException)):
         raise failure  # the source's problem first, whichever answered first
