@@ -52,7 +52,6 @@ class Validated:
     outliers: int
     latest: datetime | None = None  # the batch's newest watermark value
     repeated: pl.DataFrame | None = None  # good rows in a repeated DST hour (readings.Parsed.repeated)
-    source: str = ""
 
 
 def validate_batch(
@@ -75,10 +74,10 @@ def validate_batch(
         outliers = flagged.height
         rejects = pl.concat([rejects, readings.rejects(flagged, list(flagged.columns[:-1]), source, now, ["loc_id", "capture_dt"])])
     latest = rows[watermark_column].max() if watermark_column and rows.height else None
-    return Validated(rows.height, good, rejects, outliers, latest, parsed.repeated, source)  # type: ignore[arg-type]
+    return Validated(rows.height, good, rejects, outliers, latest, parsed.repeated)  # type: ignore[arg-type]
 
 
-async def set_aside_repeated(iot: Database, batch: Validated) -> Validated:
+async def set_aside_repeated(iot: Database, batch: Validated, source: str) -> Validated:
     """In a repeated (daylight-saving) hour, a reading whose (loc_id, capture_dt) already holds a
     different reading is another reading of the same naive time, not a correction: it goes to the
     rejects with the reason instead of overwriting the first (loading the same reading again
@@ -95,7 +94,7 @@ async def set_aside_repeated(iot: Database, batch: Validated) -> Validated:
     if not conflicts.height:
         return batch
     original = [c for c in batch.repeated.columns if c not in (*measures, "loc_id", "_bad")]
-    set_aside = readings.rejects(conflicts, original, batch.source, plant_now(), ["sensor_id", "device_id", "capture_dt", "upload_dt"])
+    set_aside = readings.rejects(conflicts, original, source, plant_now(), readings.DEVICE_ROW_IDENTITY)
     good = batch.good.join(conflicts.select(keys), on=keys, how="anti")
     return replace(batch, good=good, rejects=pl.concat([batch.rejects, set_aside]), repeated=None)
 
@@ -103,7 +102,7 @@ async def set_aside_repeated(iot: Database, batch: Validated) -> Validated:
 @task(name="load-readings", **RETRYING)
 async def load_readings(iot: Database, batch: Validated, source: str, job: str | None = None) -> LoadReport:
     """Load one validated batch, its rejects and (with `job`) the job's watermark, in one transaction."""
-    batch = await set_aside_repeated(iot, batch)
+    batch = await set_aside_repeated(iot, batch, source)
     watermark = (job, batch.latest) if job is not None and batch.latest is not None else None
     result = await sql.write_readings(iot, batch.good, batch.rejects, replace=True, watermark=watermark)
     logger = get_run_logger()

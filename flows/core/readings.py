@@ -24,6 +24,7 @@ DEFAULT_LIMITS: dict[str, tuple[float, float]] = {
     "humidity": (0.0, 100.0),
     "pcv_temperature": (-40.0, 200.0),
 }
+DEVICE_ROW_IDENTITY = ["sensor_id", "device_id", "capture_dt", "upload_dt"]  # what makes a reject's row_key
 REJECT_COLUMNS = ("source", "row_key", "sensor_id", "loc_id", "capture_dt", "raw_values", "reason", "rejected_dt")
 
 
@@ -184,7 +185,6 @@ def parse_device_rows(
     bad_rows = checked.filter("_bad").with_columns(pl.concat_str(problems, separator="; ", ignore_nulls=True).alias("reason"))
     good = checked.filter(~pl.col("_bad"))
     original = [c for c in rows.columns]
-    identity = ["sensor_id", "device_id", "capture_dt", "upload_dt"]
     repeated = None
     hours = repeated_hours(good["capture_dt"], tz) if tz is not None and good.height else []
     if hours:
@@ -200,7 +200,7 @@ def parse_device_rows(
     if good.height != good.select(pl.struct("loc_id", "capture_dt").hash().n_unique()).item():
         good = good.sort("upload_dt", nulls_last=False).unique(["loc_id", "capture_dt"], keep="last", maintain_order=True)
     good = good.select(RAW_SCHEMA.names()).cast(RAW_SCHEMA)  # type: ignore[arg-type]
-    return Parsed(good, rejects(bad_rows, original, source, now, identity=identity), repeated)
+    return Parsed(good, rejects(bad_rows, original, source, now, identity=DEVICE_ROW_IDENTITY), repeated)
 
 
 def rejects(
