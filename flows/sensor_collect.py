@@ -23,7 +23,7 @@ from flows.core.io import sql
 from flows.core.io.modbus import ModbusPoller, Sensor, parse_registers
 from flows.core.io.sql import Database
 from flows.core.settings import DEFAULT_SOURCE_BLOCK, plant_tz
-from flows.core.windows import check_range
+from flows.core.windows import check_range, is_repeated
 from flows.raw_tasks import check_raw_tables
 from flows.run_names import collect_name, runtime_name
 
@@ -62,7 +62,7 @@ def second_pass(tick: float, tz: tzinfo) -> bool:
     """True when epoch second `tick` falls in the second pass of a repeated plant-local hour (the
     autumn daylight-saving change): its naive local time already named a reading an hour earlier."""
     local = datetime.fromtimestamp(tick, tz)
-    return local.fold == 1 and local.utcoffset() != local.replace(fold=0).utcoffset()
+    return local.fold == 1 and is_repeated(local.replace(tzinfo=None), tz)
 
 
 @task(name="flush-readings", task_run_name="flush-readings {cycles} cycles", cache_policy=NO_CACHE)

@@ -17,6 +17,7 @@ import polars as pl
 
 from flows.core.aggregate import RAW_SCHEMA
 from flows.core.schema import MEASURES
+from flows.core.windows import is_repeated
 
 DEFAULT_VALUE_COLUMNS: dict[str, str] = {"temperature": "t1", "humidity": "t2", "pcv_temperature": "t3"}
 DEFAULT_LIMITS: dict[str, tuple[float, float]] = {
@@ -40,11 +41,7 @@ class Parsed:
 def repeated_hours(times: pl.Series, tz: tzinfo) -> list[datetime]:
     """The naive plant-local hours among `times` that occur twice (the autumn change of a zone with
     daylight saving: 02:00-03:00 in Europe/Berlin on 2024-10-27). Empty for Asia/Seoul."""
-    hours = times.drop_nulls().dt.truncate("1h").unique().to_list()
-    return sorted(
-        h for h in hours
-        if h.replace(tzinfo=tz, fold=0).utcoffset() != h.replace(tzinfo=tz, fold=1).utcoffset()
-    )
+    return sorted(h for h in times.drop_nulls().dt.truncate("1h").unique().to_list() if is_repeated(h, tz))
 
 
 def repeated_reason(capture_dt: pl.Expr) -> pl.Expr:

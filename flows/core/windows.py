@@ -43,6 +43,12 @@ def to_plant_local(value: datetime, tz: tzinfo) -> datetime:
     return datetime(*value.timetuple()[:6], value.microsecond)
 
 
+def is_repeated(naive: datetime, tz: tzinfo) -> bool:
+    """True when the naive plant-local time `naive` happens twice in `tz` (the hour the clocks go
+    back: 02:00-03:00 in Europe/Berlin on 2024-10-27). Never in Asia/Seoul."""
+    return naive.replace(tzinfo=tz, fold=0).utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset()
+
+
 def floor_hour(value: datetime) -> datetime:
     return value.replace(minute=0, second=0, microsecond=0)
 
