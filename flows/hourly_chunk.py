@@ -1,8 +1,9 @@
 """The hourly chunk pipeline, shared by temperature_etl and temperature_backfill.
 
-One chunk reads like the seed's DAG: extract -> aggregate -> upsert -> validate (-> alerts),
+One chunk reads like the seed's DAG: extract -> aggregate -> upsert -> validate -> alerts,
 plain functions called in that order by run_chunk, each with its log lines; run_chunk is one
-task run (chunk_task), retried as a whole when a connection is lost.
+task run (chunk_task), retried as a whole when a connection is lost. Both flows run all of it, so
+the alerts of every hour a flow rewrites follow its data.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ import polars as pl
 from prefect import task
 from prefect.logging import get_run_logger
 
-from flows.core import aggregate, alerts, readings, validate
+from flows.core import aggregate, alerts, health, readings, validate
 from flows.core.errors import TargetValidationError
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import alerts as alerts_table
-from flows.core.schema import etl_watermark, temperature, temperature_raw, thresholds
-from flows.core.settings import IN_FLIGHT, plant_now
+from flows.core.schema import etl_watermark, locations, temperature, temperature_raw, thresholds
+from flows.core.settings import IN_FLIGHT, coverage_min, notify_hours, plant_now, poll_interval_seconds
 from flows.core.streams import WriteTurns
-from flows.core.windows import Window
+from flows.core.windows import HOUR, Window
 from flows.task_policy import RETRYING, require_tables
 
 
@@ -40,12 +41,14 @@ class ChunkReport:
     updated: int
     unchanged: int
     seconds: float
+    removed: int = 0  # location-hours whose readings were all deleted at the source
     alerts_opened: int = 0
     alerts_resolved: int = 0
+    alerts_notified: int = 0
 
 
 SOURCE_TABLES = [temperature_raw]  # what the hourly job and the backfill read
-TARGET_TABLES = [temperature, etl_watermark, thresholds, alerts_table]  # what they write
+TARGET_TABLES = [temperature, etl_watermark, thresholds, locations, alerts_table]  # what they read and write
 
 
 @task(name="check-connections", **RETRYING)
@@ -97,6 +100,12 @@ class Aggregated:
     hourly: pl.DataFrame
     left_out: pl.DataFrame
 
+    def left_out_hours(self) -> pl.DataFrame:
+        """(loc_id, alert_time) of the location-hours left out: their rows and alerts stay as they are."""
+        if not self.left_out.height:
+            return pl.DataFrame(schema={"loc_id": pl.String, "alert_time": pl.Datetime("us")})
+        return self.left_out.select("loc_id", pl.col("capture_dt").dt.truncate("1h").alias("alert_time")).unique()
+
 
 async def aggregate_hourly(extracted: Extracted, window: Window) -> Aggregated:
     """Per location and hour: max, avg, min and count of each measure.
@@ -121,12 +130,16 @@ async def aggregate_hourly(extracted: Extracted, window: Window) -> Aggregated:
     return Aggregated(hourly, left_out)
 
 
-async def upsert_hourly(target: Database, hourly: pl.DataFrame, window: Window) -> sql.UpsertResult:
-    """Upsert the location-hours into the target, in one transaction."""
-    result = await sql.upsert_hourly(target, hourly, window, plant_now())
+async def upsert_hourly(
+    target: Database, hourly: pl.DataFrame, window: Window, judged: Window | None, spare: pl.DataFrame
+) -> sql.UpsertResult:
+    """Upsert the location-hours into the target, in one transaction; in the `judged` part of the
+    window, remove those whose readings were all deleted at the source (but the `spare` ones)."""
+    prune_from = judged.start if judged is not None else None
+    result = await sql.upsert_hourly(target, hourly, window, plant_now(), prune_from, spare)
     get_run_logger().info(
-        "%s: %d inserted, %d updated, %d unchanged",
-        target.describe(), result.inserted, result.updated, result.unchanged,
+        "%s: %d inserted, %d updated, %d unchanged, %d removed",
+        target.describe(), result.inserted, result.updated, result.unchanged, result.removed,
     )
     return result
 
@@ -147,25 +160,61 @@ async def validate_hourly(target: Database, hourly: pl.DataFrame, window: Window
     get_run_logger().info("validated %d location-hours of %s", written.height, window)
 
 
-async def evaluate_alerts(target: Database, hourly: pl.DataFrame, window: Window) -> sql.AlertChanges:
-    """Compare the hours just written with the active thresholds; record and announce breaches.
+@dataclass
+class Judged:
+    """What a chunk judges beyond the hours it writes: the hours from the source's first reading on
+    (before it, the source keeps no readings, so a missing hour there says nothing), and the
+    locations' expected readings (coverage)."""
 
-    Each new (or re-opened) breach is recorded once in `alerts` and emitted as the Prefect event
-    `montrg.threshold.breached` about the resource `montrg.location.<loc_id>`, for automations.
+    window: Window | None  # the part of the chunk's window at or after the source's first reading
+    expected: pl.DataFrame  # health.expected_readings of the target's locations
+
+
+async def judge(source: Database, target: Database, window: Window) -> Judged:
+    horizon = await sql.source_horizon(source)
+    part = None
+    if horizon is not None and horizon < window.end:
+        part = Window(max(horizon, window.start), window.end)
+    expected = health.expected_readings(await sql.read_locations(target), poll_interval_seconds())
+    return Judged(part, expected)
+
+
+EVENTS = {health.COVERAGE: "montrg.coverage.low"}  # other measures: montrg.threshold.breached
+
+
+async def evaluate_alerts(
+    target: Database, hourly: pl.DataFrame, judged: Judged, spare: pl.DataFrame, window: Window
+) -> sql.AlertChanges:
+    """Compare the hours just written with the active thresholds and with their expected readings;
+    record every level breached in `alerts`, and announce the highest one per location, hour and
+    measure (or its escalation) as a Prefect event about `montrg.location.<loc_id>`:
+    `montrg.threshold.breached` for a measure, `montrg.coverage.low` for missing readings.
+
+    Hours before the source's first reading are left as they are; coverage is judged for the
+    hours that have ended; hours older than MONTRG_NOTIFY_HOURS are recorded without an event.
     """
     from prefect.events import emit_event
 
+    now = plant_now()
     found = alerts.breaches(hourly, await sql.read_thresholds(target))
-    hours = hourly.select("loc_id", alerts.hour_start())
-    changes = await sql.record_alerts(target, found, hours, plant_now())
-    for row in changes.opened.iter_rows(named=True):
+    if judged.window is None:
+        return sql.AlertChanges(found.clear(), 0, found.clear())
+    ended = [h for h in health.hours_of(judged.window.start, judged.window.end) if h + HOUR <= now]
+    gaps = health.coverage_alerts(hourly, judged.expected, ended, coverage_min())
+    found = pl.concat([found, gaps], how="vertical_relaxed")
+    changes = await sql.record_alerts(
+        target, found, judged.window.start, judged.window.end - HOUR, spare, now, now - notify_hours() * HOUR
+    )
+    for row in changes.notified.iter_rows(named=True):
+        payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
         emit_event(
-            event="montrg.threshold.breached",
+            event=EVENTS.get(row["measure"], "montrg.threshold.breached"),
             resource={"prefect.resource.id": f"montrg.location.{row['loc_id']}", "prefect.resource.name": str(row["loc_id"])},
-            payload={k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()},
+            payload={**payload, "escalated": row["replaces"] is not None},
         )
     get_run_logger().info(
-        "%d threshold breaches in %s: %d opened, %d resolved", found.height, window, changes.opened.height, changes.resolved
+        "%d alert levels in %s (%d of them coverage): %d opened, %d resolved, %d announced",
+        found.height, window, gaps.height, changes.opened.height, changes.resolved, changes.notified.height,
     )
     return changes
 
@@ -174,30 +223,30 @@ async def run_chunk(
     source: Database,
     target: Database,
     window: Window,
-    with_alerts: bool = False,
     number: int = 0,
     turns: WriteTurns | None = None,
 ) -> ChunkReport:
-    """extract -> aggregate -> upsert -> validate (-> alerts) for one window; returns what it did.
+    """extract -> aggregate -> upsert -> validate -> alerts for one window; returns what it did.
 
-    With `turns`, the read runs at once and the writes wait for chunk `number`'s turn. The target
+    With `turns`, the reads run at once and the writes wait for chunk `number`'s turn. The target
     is read twice: by the upsert before it writes (to write only the rows that changed) and by the
     validation after the commit (what the database holds, its types and triggers applied); one
     read cannot serve both."""
     started = time.perf_counter()
     extracted = await extract(source, window)
+    judged = await judge(source, target, window)
     async with turns.turn(number) if turns else contextlib.nullcontext():
-        if extracted.raw_rows == 0:
-            get_run_logger().info("no raw rows in %s: nothing to write", window)
+        if extracted.raw_rows == 0 and judged.window is None:
+            get_run_logger().info("no raw rows in %s, none after it either: nothing to write or judge", window)
             return ChunkReport(str(window), 0, 0, 0, 0, 0, round(time.perf_counter() - started, 3))
         aggregated = await aggregate_hourly(extracted, window)
-        hourly = aggregated.hourly
-        result = await upsert_hourly(target, hourly, window)
+        hourly = health.with_coverage(aggregated.hourly, judged.expected, poll_interval_seconds())
+        spare = aggregated.left_out_hours()
+        spare_keys = spare.select("loc_id", pl.col("alert_time").dt.strftime("%Y%m%d").alias("ymd"),
+                                  pl.col("alert_time").dt.strftime("%H").alias("hh"))
+        result = await upsert_hourly(target, hourly, window, judged.window, spare_keys)
         await validate_hourly(target, hourly, window)
-        opened = resolved = 0
-        if with_alerts:
-            changes = await evaluate_alerts(target, hourly, window)
-            opened, resolved = changes.opened.height, changes.resolved
+        changes = await evaluate_alerts(target, hourly, judged, spare, window)
     if aggregated.left_out.height:
         raise sql.SourceDataError(
             f"{source.describe()}: "
@@ -209,11 +258,12 @@ async def run_chunk(
         )
     report = ChunkReport(
         str(window), extracted.raw_rows, hourly.height, result.inserted, result.updated, result.unchanged,
-        round(time.perf_counter() - started, 3), opened, resolved,
+        round(time.perf_counter() - started, 3), result.removed,
+        changes.opened.height, changes.resolved, changes.notified.height,
     )
     get_run_logger().info(
-        "chunk %s: %d raw rows -> %d location-hours (%d new, %d updated) in %.2f s",
-        window, report.raw_rows, report.location_hours, report.inserted, report.updated, report.seconds,
+        "chunk %s: %d raw rows -> %d location-hours (%d new, %d updated, %d removed) in %.2f s",
+        window, report.raw_rows, report.location_hours, report.inserted, report.updated, report.removed, report.seconds,
     )
     return report
 
@@ -228,7 +278,6 @@ async def process_chunks(
     source: Database,
     target: Database,
     pieces: list[Window],
-    with_alerts: bool = False,
     after_each: Callable[[int, ChunkReport], Awaitable[None]] | None = None,
 ) -> list[ChunkReport]:
     """Process `pieces`, each one task run (chunk_task), up to IN_FLIGHT at once: reads overlap,
@@ -236,7 +285,7 @@ async def process_chunks(
     turns = WriteTurns()
 
     def start(number: int) -> asyncio.Future:
-        return asyncio.ensure_future(chunk_task(source, target, pieces[number], with_alerts, number, turns))
+        return asyncio.ensure_future(chunk_task(source, target, pieces[number], number, turns))
 
     reports: list[ChunkReport] = []
     running: deque[asyncio.Future] = deque()

@@ -67,7 +67,7 @@ async def temperature_etl(
                     watermark.isoformat(), window.start.isoformat(),
                 )
         logger.info("window %s (plant time), %d hours", window, window.hours)
-        report = RunReport(str(window), await process_chunks(source, target, chunks(window, chunk_hours), with_alerts=True))
+        report = RunReport(str(window), await process_chunks(source, target, chunks(window, chunk_hours)))
         if scheduled:
             await sql.extend_watermark(target, JOB, window.start, window.end, plant_now(), create=True)
     await acreate_table_artifact(

@@ -25,6 +25,8 @@ HOURLY_COLUMNS = (
     *(f"{m}_count" for m in MEASURES),
     "sample_count",
 )
+# What the target stores per location-hour: the aggregates, and the coverage (flows/core/health.py)
+STORED_COLUMNS = (*HOURLY_COLUMNS, "coverage")
 
 
 def hourly(raw: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:

@@ -60,6 +60,7 @@ temperature = Table(
     ),
     *(Column(f"{m}_count", Integer, nullable=True, comment="non-null readings") for m in MEASURES),
     Column("sample_count", Integer, nullable=False, server_default="0", comment="raw rows"),
+    Column("coverage", Double, nullable=True, comment="sample_count / readings expected from the polling interval"),
     Column("calc_dt", Timestamp, nullable=True, comment="when the values last changed, plant local"),
     PrimaryKeyConstraint("loc_id", "ymd", "hh", name="pk_temperature"),
     Index("ix_temperature_ymd_hh", "ymd", "hh"),
@@ -104,6 +105,7 @@ locations = Table(
     Column("floor", String(64)),
     Column("area", String(64)),
     Column("location_name", String(255)),
+    Column("poll_interval_s", Double, comment="seconds between readings; NULL: the plant default (MONTRG_POLL_INTERVAL_S)"),
     Column("is_active", Boolean, nullable=False, server_default=true()),
     Column("upd_dt", Timestamp, comment="when this row last changed, plant local"),
     comment="sensor locations",
@@ -156,9 +158,11 @@ alerts = Table(
     Column("status", String(16), nullable=False, server_default="open", comment="open or resolved"),
     Column("created_dt", Timestamp),
     Column("resolved_dt", Timestamp),
+    Column("notified_dt", Timestamp, comment="when this level was announced (the highest of its hour and measure)"),
+    Column("replaced_level", String(16), comment="the level open before, when this one escalated it"),
     UniqueConstraint("loc_id", "alert_time", "measure", "level", name="uq_alerts_loc_hour_measure_level"),
     Index("ix_alerts_alert_time", "alert_time"),
-    comment="threshold breaches of hourly values, one per location, hour, measure and level",
+    comment="threshold breaches and coverage gaps of hourly values, one per location, hour, measure and level",
 )
 
 

@@ -9,6 +9,9 @@ change it without code changes:
 | MONTRG_SCHEMA | flet_montrg | the schema of the pipeline's tables (a database on MariaDB; none on SQLite) |
 | MONTRG_RETRY_BACKOFF_S | 5 | first wait before a task retries a lost connection (then x2, x4) |
 | MONTRG_EARLIEST_DATE | 2000-01-01 | the earliest plant time a flow accepts (the latest: a day after now) |
+| MONTRG_POLL_INTERVAL_S | 10 | seconds between a location's readings where `locations.poll_interval_s` is NULL |
+| MONTRG_COVERAGE_MIN | 0.8 | an ended hour with fewer than this share of its expected readings raises a coverage alert |
+| MONTRG_NOTIFY_HOURS | 24 | alerts of hours older than this (plant time) are recorded without an event (backfills) |
 """
 
 from __future__ import annotations
@@ -108,3 +111,29 @@ def retry_backoff_seconds() -> float:
     if not 0 <= value <= 3600:
         raise ValueError(f"MONTRG_RETRY_BACKOFF_S={raw!r} must be 0..3600")
     return value
+
+
+def _number(name: str, default: str, lo: float, hi: float, what: str) -> float:
+    raw = os.environ.get(name, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not {what}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}={raw!r} must be {lo:g}..{hi:g}")
+    return value
+
+
+def poll_interval_seconds() -> float:
+    """The plant's default seconds between a location's readings (MONTRG_POLL_INTERVAL_S, default 10)."""
+    return _number("MONTRG_POLL_INTERVAL_S", "10", 0.1, 3600, "a number of seconds")
+
+
+def coverage_min() -> float:
+    """The share of expected readings below which an hour raises a coverage alert (MONTRG_COVERAGE_MIN, 0.8)."""
+    return _number("MONTRG_COVERAGE_MIN", "0.8", 0, 1, "a share such as 0.8")
+
+
+def notify_hours() -> float:
+    """How many hours back an alert still notifies (MONTRG_NOTIFY_HOURS, default 24)."""
+    return _number("MONTRG_NOTIFY_HOURS", "24", 0, 1_000_000, "a number of hours")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from flows.core.aggregate import HOURLY_COLUMNS, KEYS
+from flows.core.aggregate import KEYS, STORED_COLUMNS
 from flows.core.schema import MEASURES
 
 # A rounded average may sit a rounding step outside [min, max] when all readings are equal.
@@ -66,7 +66,7 @@ def missing_keys(expected: pl.DataFrame, actual: pl.DataFrame) -> pl.DataFrame:
 
 def differing_rows(stored: pl.DataFrame, computed: pl.DataFrame) -> pl.DataFrame:
     """Rows of `stored` whose values differ from `computed`'s row of the same key (NULLs equal)."""
-    return stored.join(computed, on=list(HOURLY_COLUMNS), how="anti", nulls_equal=True).with_columns(
+    return stored.join(computed, on=[c for c in STORED_COLUMNS if c in computed.columns], how="anti", nulls_equal=True).with_columns(
         problem=pl.lit("target differs from computed")
     )
 

@@ -14,8 +14,15 @@ data and alerts. This file exports what callers outside the package use, nothing
 from flows.core.errors import SourceDataError
 from flows.core.io.sql.adbc import read_adbc
 from flows.core.io.sql.connection import SCHEMA_PARAMETER, Database, missing_tables, ping
-from flows.core.io.sql.hourly import UpsertResult, read_hourly, read_partial_hourly, upsert_hourly
-from flows.core.io.sql.master import AlertChanges, apply_master_changes, read_thresholds, record_alerts
+from flows.core.io.sql.hourly import UpsertResult, read_hourly, read_partial_hourly, source_horizon, upsert_hourly
+from flows.core.io.sql.master import (
+    AlertChanges,
+    apply_master_changes,
+    read_locations,
+    read_open_alerts,
+    read_thresholds,
+    record_alerts,
+)
 from flows.core.io.sql.raw import (
     WriteResult,
     insert_raw,
@@ -45,12 +52,15 @@ __all__ = [
     "read_adbc",
     "read_device_range",
     "read_hourly",
+    "read_locations",
+    "read_open_alerts",
     "read_partial_hourly",
     "read_raw",
     "read_rows",
     "read_sensors",
     "read_thresholds",
     "record_alerts",
+    "source_horizon",
     "upsert_hourly",
     "upsert_rows",
     "write_readings",

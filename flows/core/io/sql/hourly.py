@@ -10,12 +10,14 @@ import polars as pl
 from sqlalchemy import (
     DateTime,
     and_,
+    delete,
     func,
     literal,
     literal_column,
     select,
     text,
     true,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Dialect
@@ -23,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Select
 
-from flows.core.aggregate import HOURLY_COLUMNS, KEYS, PARTIAL_COLUMNS
+from flows.core.aggregate import KEYS, PARTIAL_COLUMNS, STORED_COLUMNS
 from flows.core.io.sql.connection import Database, locked_transaction
 from flows.core.io.sql.writes import stage_copy, upsert_rows
 from flows.core.schema import (
@@ -31,7 +33,7 @@ from flows.core.schema import (
     temperature,
     temperature_raw,
 )
-from flows.core.settings import PUSHDOWN_WORK_MEM
+from flows.core.settings import BATCH_ROWS, PUSHDOWN_WORK_MEM
 from flows.core.windows import HOUR, Window
 
 
@@ -118,7 +120,7 @@ def _window_filter(window: Window):
 
 async def read_hourly(db: Database, window: Window, conn: AsyncConnection | None = None) -> pl.DataFrame:
     """The target's hourly rows whose (ymd, hh) lies in `window`."""
-    query = select(*(temperature.c[c] for c in HOURLY_COLUMNS)).where(_window_filter(window))
+    query = select(*(temperature.c[c] for c in STORED_COLUMNS)).where(_window_filter(window))
     if conn is None:
         async with db.engine.connect() as own:
             rows = (await own.execute(query)).all()
@@ -129,7 +131,7 @@ async def read_hourly(db: Database, window: Window, conn: AsyncConnection | None
 
 def hourly_schema() -> pl.Schema:
     return pl.Schema(
-        {c: pl.String if c in KEYS else (pl.Int64 if c.endswith("count") else pl.Float64) for c in HOURLY_COLUMNS}
+        {c: pl.String if c in KEYS else (pl.Int64 if c.endswith("count") else pl.Float64) for c in STORED_COLUMNS}
     )
 
 
@@ -138,20 +140,41 @@ class UpsertResult:
     inserted: int
     updated: int
     unchanged: int
+    removed: int = 0
 
 
-async def upsert_hourly(db: Database, hourly: pl.DataFrame, window: Window, calc_dt: datetime) -> UpsertResult:
+async def upsert_hourly(
+    db: Database,
+    hourly: pl.DataFrame,
+    window: Window,
+    calc_dt: datetime,
+    prune_from: datetime | None = None,
+    spare: pl.DataFrame | None = None,
+) -> UpsertResult:
     """Write `hourly` (rows of `window`) into the target in one transaction.
 
     Rows whose values already match are left alone (their calc_dt too), so a rerun over the same
-    readings changes nothing. Rows of the target outside `hourly` are never touched.
+    readings changes nothing. With `prune_from`, a target row of an hour at or after it that
+    `hourly` no longer has (its readings were all deleted at the source) is removed, unless its
+    key is in `spare` (loc_id, ymd, hh: location-hours left out, not recomputed). Rows outside
+    the window, and before `prune_from` (hours whose raw readings the source no longer keeps), are
+    never touched.
     """
-    hourly = hourly.cast(hourly_schema())  # type: ignore[arg-type]
+    if "coverage" not in hourly.columns:
+        hourly = hourly.with_columns(coverage=pl.lit(None, pl.Float64))
+    hourly = hourly.select(STORED_COLUMNS).cast(hourly_schema())  # type: ignore[arg-type]
     async with locked_transaction(db, "temperature") as conn:
         existing = await read_hourly(db, window, conn)
-        changed = hourly.join(existing, on=list(HOURLY_COLUMNS), how="anti", nulls_equal=True)
+        changed = hourly.join(existing, on=list(STORED_COLUMNS), how="anti", nulls_equal=True)
         n_new = changed.join(existing.select(KEYS), on=list(KEYS), how="anti").height
-        result = UpsertResult(n_new, changed.height - n_new, hourly.height - changed.height)
+        stale = existing.select(KEYS).join(hourly.select(KEYS), on=list(KEYS), how="anti")
+        if spare is not None:
+            stale = stale.join(spare.select(KEYS), on=list(KEYS), how="anti")
+        stale = stale.filter((pl.col("ymd") + pl.col("hh")) >= f"{prune_from:%Y%m%d%H}") if prune_from else stale.clear()
+        result = UpsertResult(n_new, changed.height - n_new, hourly.height - changed.height, stale.height)
+        key = tuple_(*(temperature.c[k] for k in KEYS))
+        for start in range(0, stale.height, BATCH_ROWS):
+            await conn.execute(delete(temperature).where(key.in_(stale.slice(start, BATCH_ROWS).rows())))
         if changed.is_empty():
             return result
         changed = changed.with_columns(calc_dt=pl.lit(calc_dt, dtype=pl.Datetime("us")))
@@ -166,3 +189,13 @@ async def upsert_hourly(db: Database, hourly: pl.DataFrame, window: Window, calc
             return result
         await upsert_rows(conn, temperature, list(KEYS), changed)
     return result
+
+
+async def source_horizon(db: Database) -> datetime | None:
+    """The hour of the source's earliest reading (None: it holds none). Before it, the source no
+    longer keeps (or never had) readings, so nothing there is judged from their absence."""
+    async with db.engine.connect() as conn:
+        first = (await conn.execute(select(func.min(temperature_raw.c.capture_dt)))).scalar_one()
+    if isinstance(first, str):  # SQLite without type detection
+        first = datetime.fromisoformat(first)
+    return None if first is None else first.replace(minute=0, second=0, microsecond=0)
