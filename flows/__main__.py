@@ -4,6 +4,7 @@
     montrg blocks create NAME URL      save a database block (URL '-' reads it from stdin)
     montrg doctor [--pause-unready|--resume-ready]   what is missing for the deployments, and the fixes
     montrg pool create [--pool NAME] [--no-registry]  the work pool, its job defaults and queues
+    montrg automations apply --notify BLOCK [--sla-minutes 60]   the shipped automations on the server
     montrg demo [--keep] [--source-url URL --target-url URL]   the whole pipeline once, simulated
 
 Environment for local runs: a patient start of Prefect's temporary server on small machines and
@@ -93,6 +94,21 @@ def _pool_create(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _automations_apply(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from flows.automations import apply
+
+    applied = asyncio.run(apply(args.notify, Path(args.dir), args.sla_minutes))
+    for name in applied.created:
+        print(f"created automation {name}")
+    for name in applied.replaced:
+        print(f"replaced automation {name}")
+    if applied.block:
+        print(f"notifications go through the block {applied.block}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="montrg", description="flet-montrg: factory IoT temperature pipeline")
     sub = p.add_subparsers(dest="command", required=True)
@@ -122,6 +138,15 @@ def parser() -> argparse.ArgumentParser:
     pool_create = pool.add_parser("create", help="create or update the work pool, its job defaults and queues (idempotent)")
     add_arguments(pool_create)
     pool_create.set_defaults(func=_pool_create)
+
+    from flows.automations import AUTOMATIONS_DIR
+
+    automations = sub.add_parser("automations", help="Prefect automations").add_subparsers(dest="automations_command", required=True)
+    apply = automations.add_parser("apply", help="create or replace the shipped automations (alerts, hourly SLA, failed runs, silent runs)")
+    apply.add_argument("--notify", help="the notification block: <block-type-slug>/<name> (e.g. slack-webhook/plant-team) or a unique name")
+    apply.add_argument("--sla-minutes", type=float, help="the hourly job's SLA (default: the file's 60 minutes)")
+    apply.add_argument("--dir", default=str(AUTOMATIONS_DIR), help="the folder of automation files")
+    apply.set_defaults(func=_automations_apply)
 
     demo = sub.add_parser("demo", help="run the whole pipeline once on a simulated floor (SQLite files by default)")
     demo.add_argument("--dir", default="demo-data", help="folder for the demo databases (default demo-data)")

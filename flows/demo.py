@@ -42,7 +42,8 @@ from flows.core.windows import Window
 
 SOURCE_BLOCK, TARGET_BLOCK, DEVICE_BLOCK = "montrg-demo-iot", "montrg-demo-hq", "montrg-demo-device"
 PREFIX = "DEMO-L"
-# the first location runs hot (threshold breaches); the last device never answers
+# the first location runs hot (threshold breaches); the last one's sensor stopped sending an hour
+# ago (a coverage alert): its device never answers and the gateway has nothing from it
 REGISTERS = {"temperature": Register(1), "humidity": Register(3), "pcv_temperature": Register(5)}
 THRESHOLDS = [  # (measure, level, min, max): plant defaults
     ("temperature", "green", 15.0, 28.0),
@@ -248,6 +249,7 @@ async def seed_history(iot: Database, cfg: DemoSettings, start: datetime, end: d
 async def _seed_gateway(iot: Database, gateway, cfg: DemoSettings, start: datetime, end: datetime) -> int:
     """The gateways' last hour as text values, with a few malformed rows the raw ETL must reject."""
     raw = simulate.readings(cfg.locations, start, end, hot_locations=1, prefix=PREFIX, seed=99)
+    raw = raw.filter(pl.col("loc_id") != simulate.location_id(cfg.locations - 1, PREFIX))  # the silent sensor
     rows = raw.select(
         pl.col("loc_id").str.replace(PREFIX, "DEMO-S", literal=True).alias("sensor_id"), pl.lit("GW-01").alias("device_id"),
         "capture_dt",
@@ -274,10 +276,12 @@ async def _read_results(iot: Database, hq: Database, end: datetime):
     )
     async with hq.engine.connect() as conn:
         rows = (await conn.execute(
-            select(alerts.c.alert_time, alerts.c.loc_id, alerts.c.measure, alerts.c.level, alerts.c.measured_value, alerts.c.status)
-            .where(alerts.c.loc_id.like(f"{PREFIX}%")).order_by(alerts.c.alert_time, alerts.c.loc_id, alerts.c.level)
+            select(alerts.c.loc_id, alerts.c.measure, alerts.c.level, alerts.c.message)
+            .where(alerts.c.loc_id.like(f"{PREFIX}%"), alerts.c.alert_time == end - timedelta(hours=1),
+                   alerts.c.status == "open", alerts.c.notified_dt.is_not(None))
+            .order_by(alerts.c.loc_id, alerts.c.measure)
         )).all()
-    found = pl.DataFrame(rows, schema=["alert_time", "loc_id", "measure", "level", "measured_value", "status"], orient="row")
+    found = pl.DataFrame(rows, schema=["loc_id", "measure", "level", "message"], orient="row")
     async with iot.engine.connect() as conn:
         rows = (await conn.execute(
             select(temperature_raw_reject.c.sensor_id, temperature_raw_reject.c.capture_dt, temperature_raw_reject.c.reason)
@@ -298,7 +302,8 @@ def print_summary(summary: DemoSummary) -> None:
     with cfg:
         print("\nlast 3 hours of the first locations (HQ temperature; DEMO-L001 runs hot):")
         print(summary.recent)
-        print(f"\nalerts raised ({0 if summary.alerts is None else summary.alerts.height}):")
+        print(f"\nalerts of the last full hour, one per location and measure at its highest level "
+              f"({0 if summary.alerts is None else summary.alerts.height}):")
         print(summary.alerts)
         print(f"\nrejected gateway readings ({0 if summary.rejects is None else summary.rejects.height}), kept with their reasons:")
         print(summary.rejects)

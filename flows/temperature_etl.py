@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prefect import flow
-from prefect.artifacts import acreate_table_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from blocks import open_database
+from flows.core import health
 from flows.core.io import sql
-from flows.core.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, earliest_time, plant_now, plant_tz
+from flows.core.io.sql import Database
+from flows.core.settings import (
+    DEFAULT_SOURCE_BLOCK,
+    DEFAULT_TARGET_BLOCK,
+    earliest_time,
+    plant_now,
+    plant_tz,
+    poll_interval_seconds,
+)
 from flows.core.windows import DAY, HOUR, Window, check_hours, chunks, etl_window
 from flows.hourly_chunk import RunReport, check_connections, process_chunks
 from flows.params import Hour, Whole
 from flows.run_names import etl_name, runtime_name
 
 JOB = "temperature-etl"
+HEALTH_HOURS = 6  # the hours the plant-health artifact shows
 
 
 @flow(name="temperature-etl", flow_run_name=runtime_name(etl_name), timeout_seconds=30 * 60)
@@ -70,9 +82,34 @@ async def temperature_etl(
         report = RunReport(str(window), await process_chunks(source, target, chunks(window, chunk_hours)))
         if scheduled:
             await sql.extend_watermark(target, JOB, window.start, window.end, plant_now(), create=True)
+        await publish_health(target, window.end)
     await acreate_table_artifact(
         key="temperature-etl", table=report.table(), description=f"temperature-etl {window}"
     )
     if report.totals["raw_rows"] == 0:
         logger.info("no raw readings in %s: nothing written", window)
     return report
+
+
+async def publish_health(target: Database, end: datetime) -> None:
+    """The `plant-health` artifact: per location, the coverage of the HEALTH_HOURS hours before
+    `end` and the open alerts of those hours, worst first; the UI answers "is the data healthy?"."""
+    shown = Window(end - HEALTH_HOURS * HOUR, end)
+    hours = health.hours_of(shown.start, shown.end)
+    hourly = await sql.read_hourly(target, shown)
+    expected = health.expected_readings(await sql.read_locations(target), poll_interval_seconds())
+    open_alerts = await sql.read_open_alerts(target, shown.start, shown.end - HOUR)
+    rows, more = health.health_table(hourly, expected, open_alerts, hours)
+    if not rows:
+        markdown = f"# Plant health, {shown}\n\nNo active locations in the master data and no open alerts."
+    else:
+        head = list(rows[0])
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(str(r[k]) for k in head) + " |" for r in rows]
+        worst = sum(1 for r in rows if r["worst open alert"] != "-")
+        markdown = "\n".join([
+            f"# Plant health, {shown} (plant time)", "",
+            f"{len(rows) + more} locations; {worst} with open alerts; coverage = readings received / expected.", "",
+            *lines, *([f"\n... and {more} more locations, all healthier than these."] if more else []),
+        ])
+    await acreate_markdown_artifact(key="plant-health", markdown=markdown, description=f"plant health {shown}")

@@ -105,3 +105,18 @@ def assert_matches_reference(actual: pl.DataFrame, expected: pl.DataFrame) -> No
             assert diff is None or diff <= 5.001e-5, f"{col}: max difference {diff}"
         else:
             assert a.equals(e), f"{col} differs"
+
+
+async def until(check, timeout: float, what: str):
+    """Poll `check()` (an async callable) every second until it returns something true; return it.
+    For conditions on a server's side, not for ordering events."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = await check()
+        if found:
+            return found
+        await asyncio.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

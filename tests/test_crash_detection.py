@@ -5,19 +5,17 @@ Slow (a server start, then a minute of silence)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+
+from tests.helpers import until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,34 +24,8 @@ HEARTBEAT = 30  # Prefect's minimum
 WITHIN = 45  # the shipped file waits 600 s for Prefect's default 180 s heartbeat
 
 
-@pytest.fixture(scope="module")
-def full_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    home = tempfile.mkdtemp(prefix="montrg-full-server-")
-    env = {**os.environ, "PREFECT_HOME": home, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT)}
-    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "prefect server did not start"
-            time.sleep(0.5)
-        yield env
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
-
-
-async def test_a_killed_flow_process_is_marked_crashed(full_server):
-    env = full_server
+async def test_a_killed_flow_process_is_marked_crashed(full_prefect_server):
+    env = {**full_prefect_server, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT)}
     spec = yaml.safe_load((ROOT / "deployments" / "automations" / "crashed-on-silence.yaml").read_text())
     spec["trigger"]["within"] = WITHIN
     done = subprocess.run([PREFECT, "automation", "create", "--from-json", __import__("json").dumps(spec)],
@@ -64,25 +36,15 @@ async def test_a_killed_flow_process_is_marked_crashed(full_server):
     api = env["PREFECT_API_URL"]
     async with httpx.AsyncClient(base_url=api, timeout=10) as client:
         try:
-            run = await _until(lambda: _running_sleeper(client), 120, "the sleeper's run to be Running")
-            await _until(lambda: _heartbeat_seen(client, run["id"]), 120, "its first heartbeat")
+            run = await until(lambda: _running_sleeper(client), 120, "the sleeper's run to be Running")
+            await until(lambda: _heartbeat_seen(client, run["id"]), 120, "its first heartbeat")
         finally:
             sleeper.send_signal(signal.SIGKILL)
             sleeper.wait(30)
         killed = time.monotonic()
-        state = await _until(lambda: _crashed(client, run["id"]), WITHIN + 90, "the run to be marked Crashed")
+        state = await until(lambda: _crashed(client, run["id"]), WITHIN + 90, "the run to be marked Crashed")
     assert state["type"] == "CRASHED" and "No heartbeat" in state["message"]
     print(f"\nkilled -9, marked Crashed after {time.monotonic() - killed:.0f} s (heartbeat {HEARTBEAT} s, within {WITHIN} s)")
-
-
-async def _until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await check()
-        if found:
-            return found
-        await asyncio.sleep(1)  # polling the server for a condition, not ordering events
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 async def _running_sleeper(client: httpx.AsyncClient):

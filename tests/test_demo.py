@@ -31,9 +31,17 @@ async def check(summary) -> None:
         # the gateway's malformed rows are kept aside with their reasons, once each
         rejects = await query(iot, f"SELECT reason FROM {iot.table('temperature_raw_reject')} WHERE source LIKE 'device:montrg-demo%'")
         assert rejects.height == 5 == summary.rejects.height and all(rejects["reason"])
-        # only the location that runs hot raised alerts; master data copied
-        alerts = await query(hq, f"SELECT DISTINCT loc_id FROM {hq.table('alerts')} WHERE {DEMO}")
-        assert alerts["loc_id"].to_list() == ["DEMO-L001"] and summary.alerts.height > 0
+        # only the location that runs hot raised threshold alerts, and only the silent one (no gateway
+        # rows in the last full hour) a coverage alert; the summary shows one line for each
+        alerts = await query(hq, f"SELECT DISTINCT loc_id, measure FROM {hq.table('alerts')} WHERE {DEMO} ORDER BY loc_id")
+        assert alerts.rows() == [("DEMO-L001", "temperature"), ("DEMO-L008", "coverage")]
+        last = hours[-1]  # the last full hour: DEMO-L001's level follows from its max (demo limits: yellow 30, red 35)
+        hot = await query(hq, f"SELECT temperature_max FROM {hq.table('temperature')} WHERE loc_id = 'DEMO-L001' "
+                              f"AND ymd = '{last:%Y%m%d}' AND hh = '{last:%H}'")
+        hot_level = "red" if hot["temperature_max"][0] > 35 else "yellow" if hot["temperature_max"][0] > 30 else None
+        assert summary.alerts.select("loc_id", "measure", "level").rows() == [
+            *([("DEMO-L001", "temperature", hot_level)] if hot_level else []), ("DEMO-L008", "coverage", "red"),
+        ]
         locations = await query(hq, f"SELECT COUNT(*) AS n FROM {hq.table('locations')} WHERE {DEMO}")
         assert locations["n"][0] == 8
     finally:
