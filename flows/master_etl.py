@@ -37,7 +37,7 @@ async def plan_changes(source: Database, target: Database) -> list[master.Change
         tgt = await sql.read_rows(target, spec.table, spec.columns)
         if spec.table.name == "locations":
             source_locations = src["loc_id"]
-            rejected = src.clear().with_columns(problem=None)
+            rejected = master.bad_locations(src)
         elif spec.table.name == "sensors":
             rejected = master.orphan_sensors(src, source_locations)
         else:
@@ -64,8 +64,8 @@ async def master_etl(
     Changed rows are upserted; rows that disappeared from the source are marked inactive in the
     target, never deleted (hourly data and alerts still refer to them). Locations load before
     sensors. A sensor pointing at an unknown location is not loaded and is named in the report;
-    a threshold with an unknown measure or level, or min_value > max_value, is not loaded and
-    fails the run, named. All changes are written in one transaction.
+    a threshold with an unknown measure or level, or min_value > max_value, and a location whose
+    poll_interval_s is not 0.1..3600 s, are not loaded and fail the run, named. All changes are written in one transaction.
 
     Args:
         dry_run: Report the changes (inserted / updated / deactivated per table) without writing.
@@ -97,11 +97,14 @@ async def master_etl(
         if orphan_sensors == "fail":
             raise MasterDataError(message)
         logger.warning(message)
-    if by_table["thresholds"].height:
-        raise MasterDataError(
-            validate.describe(
-                by_table["thresholds"].select("threshold_id", "threshold_type", "level", "min_value", "max_value", "problem"),
-                "thresholds rejected (everything else was synced)" if not dry_run else "thresholds rejected",
-            )
-        )
+    bad = [
+        validate.describe(by_table["locations"].select("loc_id", "poll_interval_s", "problem"), "locations rejected"),
+        validate.describe(
+            by_table["thresholds"].select("threshold_id", "threshold_type", "level", "min_value", "max_value", "problem"),
+            "thresholds rejected",
+        ),
+    ]
+    bad = [text for text, table in zip(bad, ("locations", "thresholds")) if by_table[table].height]
+    if bad:
+        raise MasterDataError("\n".join(bad) + ("" if dry_run else "\n(everything else was synced)"))
     return counts

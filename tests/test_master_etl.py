@@ -125,3 +125,17 @@ async def test_invalid_threshold_is_rejected_by_name(master_pair, bad, message):
 
     ids = (await snapshot(target, "thresholds", "threshold_id"))["threshold_id"].to_list()
     assert ids == [1, 2, 3]  # the valid ones were synced, the bad one was not
+
+
+async def test_a_location_with_an_impossible_polling_interval_is_rejected_by_name(master_pair):
+    source, target = master_pair
+    await seed_master(source.db)
+    async with source.db.engine.begin() as conn:
+        await conn.execute(update(locations).where(locations.c.loc_id == "L1").values(poll_interval_s=60.0))
+        await conn.execute(update(locations).where(locations.c.loc_id == "L3").values(poll_interval_s=0.0))
+
+    with pytest.raises(MasterDataError, match=r"poll_interval_s 0.0 is not 0.1..3600 seconds: loc_id='L3'"):
+        await master_etl(source_block=source.block, target_block=target.block)
+
+    synced = await snapshot(target, "locations", "loc_id")
+    assert synced.select("loc_id", "poll_interval_s").rows() == [("L1", 60.0), ("L2", None), ("L4", None)]

@@ -86,6 +86,15 @@ def bad_thresholds(df: pl.DataFrame) -> pl.DataFrame:
     return _flagged(df, problem)
 
 
+def bad_locations(df: pl.DataFrame) -> pl.DataFrame:
+    """Locations whose poll_interval_s cannot give an expected reading count (not 0.1..3600 s)."""
+    interval = pl.col("poll_interval_s")
+    problem = pl.when(interval.is_not_null() & ~interval.is_between(0.1, 3600)).then(
+        pl.format("poll_interval_s {} is not 0.1..3600 seconds", interval)
+    )
+    return _flagged(df, problem)
+
+
 def orphan_sensors(sensor_rows: pl.DataFrame, known_locations: pl.Series) -> pl.DataFrame:
     """Sensors whose loc_id is not a known location."""
     problem = pl.when(~pl.col("loc_id").is_in(known_locations.implode())).then(
