@@ -8,6 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 WORKDIR /opt/flet-montrg
 
+# SQL Server sources: the ODBC driver manager and FreeTDS (Microsoft's msodbcsql18 also works: README)
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends unixodbc tdsodbc \
+    && rm -rf /var/lib/apt/lists/* \
+    && odbcinst -q -d -n FreeTDS
+
 # dependencies first (cached while only the code changes), into a venv that reuses the base's packages
 COPY pyproject.toml README.md ./
 RUN python3 -m venv --system-site-packages /opt/venv \

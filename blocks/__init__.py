@@ -3,7 +3,14 @@
 Blocks are saved from a URL split into components, so the password is stored as a secret field
 (masked in the UI and the API) rather than inside a plain URL string. The plain driver names are
 mapped to the async drivers the flows need: postgresql -> postgresql+asyncpg,
-mysql/mariadb -> mysql+asyncmy, sqlite -> sqlite+aiosqlite.
+mysql/mariadb -> mysql+asyncmy, sqlite -> sqlite+aiosqlite, and for sources only
+oracle -> oracle+oracledb_async (thin mode, no Oracle client) and mssql -> mssql+aioodbc (unixODBC
+with FreeTDS unless the URL names another ODBC driver).
+
+prefect-sqlalchemy's AsyncSqlAlchemyConnector accepts only the async drivers it lists, and SQL
+Server is not one of them; so a SQL Server block is a SqlAlchemyConnector with the driver
+mssql+pyodbc (the same connection components, the password just as secret), which load_database
+opens with mssql+aioodbc: aioodbc runs that same pyodbc connection off the event loop.
 """
 
 from __future__ import annotations
@@ -29,9 +36,18 @@ _ASYNC_DRIVERS = {
     "mariadb+asyncmy": "mysql+asyncmy",
     "mariadb+aiomysql": "mysql+aiomysql",
     "sqlite": "sqlite+aiosqlite",
+    "mssql": "mssql+aioodbc",
+    "sqlserver": "mssql+aioodbc",
+    "mssql+pyodbc": "mssql+aioodbc",
+    "oracle": "oracle+oracledb_async",
+    "oracle+oracledb": "oracle+oracledb_async",
 }
+_SYNC_BLOCK_DRIVERS = {"mssql+aioodbc": "mssql+pyodbc"}  # async driver -> the SqlAlchemyConnector's driver
 _BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
-_SUPPORTED = {"postgresql+asyncpg", "mysql+asyncmy", "mysql+aiomysql", "sqlite+aiosqlite"}
+_SUPPORTED = {"postgresql+asyncpg", "mysql+asyncmy", "mysql+aiomysql", "sqlite+aiosqlite", "mssql+aioodbc", "oracle+oracledb_async"}
+# SQL Server through unixODBC: FreeTDS (Debian's tdsodbc) unless the URL says ?driver=...; TDS 7.4
+# is SQL Server 2012 and later. Microsoft's own driver: ?driver=ODBC+Driver+18+for+SQL+Server
+MSSQL_DEFAULTS = {"driver": "FreeTDS", "TDS_Version": "7.4"}
 # query parameters the drivers read as credentials: refused, so a password only ever lives in the
 # block's secret field (the query string is a plain field, shown in the UI and in every log line)
 CREDENTIAL_PARAMETERS = {"password", "pass", "passwd", "pwd", "sslpassword", "passfile", "sslkey_password", "ssl_key_password"}
@@ -56,6 +72,8 @@ def async_url(url: str | URL) -> URL:
     except (ArgumentError, ValueError):  # their messages quote the URL, password included
         raise ValueError("not a database URL (expected e.g. postgresql://user:password@host:5432/db)") from None
     credentials = sorted(k for k in parsed.query if k.lower() in CREDENTIAL_PARAMETERS)
+    if "pwd=" in str(parsed.query.get("odbc_connect", "")).lower().replace(" ", ""):
+        credentials.append("odbc_connect")
     if credentials:
         raise ValueError(
             f"the URL carries a credential in its query string ({', '.join(k + '=***' for k in credentials)}); "
@@ -65,18 +83,22 @@ def async_url(url: str | URL) -> URL:
     if driver not in _SUPPORTED:
         raise ValueError(
             f"driver {parsed.drivername!r} is not supported; use one of "
-            "postgresql://, mysql:// (MariaDB), sqlite:///"
+            "postgresql://, mysql:// (MariaDB), sqlite:///, and as sources mssql:// (SQL Server), oracle://"
         )
+    if driver == "mssql+aioodbc" and "odbc_connect" not in parsed.query:
+        parsed = parsed.update_query_dict({k: v for k, v in MSSQL_DEFAULTS.items() if k not in parsed.query})
     return parsed.set(drivername=driver)
 
 
 def block_from_url(url: str | URL):
-    """An unsaved AsyncSqlAlchemyConnector for `url`, the password kept in a secret field."""
-    from prefect_sqlalchemy import AsyncSqlAlchemyConnector, ConnectionComponents
+    """An unsaved AsyncSqlAlchemyConnector for `url` (SqlAlchemyConnector for SQL Server), the
+    password kept in a secret field."""
+    from prefect_sqlalchemy import AsyncSqlAlchemyConnector, ConnectionComponents, SqlAlchemyConnector
 
     parsed = async_url(url)
+    sync_driver = _SYNC_BLOCK_DRIVERS.get(parsed.drivername)
     components = ConnectionComponents(
-        driver=parsed.drivername,
+        driver=sync_driver or parsed.drivername,
         username=parsed.username,
         password=parsed.password,
         host=parsed.host,
@@ -84,7 +106,7 @@ def block_from_url(url: str | URL):
         database=parsed.database,
         query=dict(parsed.query) or None,
     )
-    return AsyncSqlAlchemyConnector(connection_info=components)
+    return (SqlAlchemyConnector if sync_driver else AsyncSqlAlchemyConnector)(connection_info=components)
 
 
 async def create_block(name: str, url: str | URL, overwrite: bool = True, schema: str | None = None) -> str:
@@ -97,27 +119,50 @@ async def create_block(name: str, url: str | URL, overwrite: bool = True, schema
         url = async_url(url).update_query_dict({SCHEMA_PARAMETER: check_identifier(schema, "--schema")})
     if not _BLOCK_NAME.fullmatch(name):
         raise ValueError(f"block name {name!r} is not valid: lowercase letters, digits and dashes (e.g. pg-fdw-v1-iot)")
+    from prefect_sqlalchemy import AsyncSqlAlchemyConnector, SqlAlchemyConnector
+
     block = block_from_url(url)
+    other = SqlAlchemyConnector if isinstance(block, AsyncSqlAlchemyConnector) else AsyncSqlAlchemyConnector
+    replaced = await _exists(other, name)  # the same name, the other kind of block (SQL Server <-> the rest)
+    if replaced and not overwrite:
+        raise ValueError(f"block {name!r} already exists; leave out --no-overwrite to replace it")
     await block.save(name, overwrite=overwrite)
+    if replaced:
+        await other.adelete(name)
     return async_url(url).render_as_string(hide_password=True)
+
+
+async def _exists(kind, name: str) -> bool:
+    try:
+        await kind.aload(name)
+    except ValueError as exc:
+        if "Unable to find" not in str(exc):
+            raise
+        return False
+    return True
 
 
 async def load_database(name: str) -> Database:
     """The Database behind block `name`; raises BlockNotFound naming it when it does not exist."""
-    from prefect_sqlalchemy import AsyncSqlAlchemyConnector
+    from prefect_sqlalchemy import AsyncSqlAlchemyConnector, SqlAlchemyConnector
 
     if not isinstance(name, str) or not _BLOCK_NAME.fullmatch(name):
         raise ValueError(f"block name {name!r} is not valid: lowercase letters, digits and dashes (e.g. pg-fdw-v1-iot)")
-    try:
-        block = await AsyncSqlAlchemyConnector.load(name)
-    except ValueError as exc:
-        if "Unable to find" not in str(exc):
-            raise
-        raise BlockNotFound(
-            f"database block {name!r} does not exist on this Prefect server; "
-            f"create it with: montrg blocks create {name} postgresql://USER:PASSWORD@HOST:PORT/DB"
-        ) from None
-    return Database.from_url(name, block._rendered_url, connect_args=block.connect_args or {})
+    for kind in (AsyncSqlAlchemyConnector, SqlAlchemyConnector):  # the second: SQL Server (see above)
+        try:
+            block = await kind.load(name)
+        except ValueError as exc:
+            if "Unable to find" not in str(exc):
+                raise
+            continue
+        url = block._rendered_url
+        if kind is SqlAlchemyConnector:
+            url = async_url(url)  # mssql+pyodbc -> mssql+aioodbc; any other sync driver is refused, named
+        return Database.from_url(name, url, connect_args=block.connect_args or {})
+    raise BlockNotFound(
+        f"database block {name!r} does not exist on this Prefect server; "
+        f"create it with: montrg blocks create {name} postgresql://USER:PASSWORD@HOST:PORT/DB"
+    )
 
 
 @asynccontextmanager

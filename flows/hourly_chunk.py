@@ -54,11 +54,11 @@ TARGET_TABLES = [temperature, etl_watermark, thresholds, locations, alerts_table
 @task(name="check-connections", **RETRYING)
 async def check_connections(source: Database, target: Database) -> None:
     """Both databases answer and hold the tables this job needs (checked at the same time)."""
-    needs = ((source, SOURCE_TABLES), (target, TARGET_TABLES))
-    versions = await asyncio.gather(*(require_tables(db, tables) for db, tables in needs), return_exceptions=True)
+    needs = ((source, SOURCE_TABLES, None), (target, TARGET_TABLES, "target_block (the HQ database)"))
+    versions = await asyncio.gather(*(require_tables(*need) for need in needs), return_exceptions=True)
     for failure in (v for v in versions if isinstance(v, BaseException)):
         raise failure  # the source's problem first, whichever answered first
-    for (db, _), version in zip(needs, versions):
+    for (db, _, _), version in zip(needs, versions):
         get_run_logger().info("%s answers (%s), tables present", db.describe(), version)
 
 
@@ -71,12 +71,12 @@ class Extracted:
     raw_rows: int
 
 
-PUSHDOWN_DIALECTS = ("postgresql", "mysql")
+PUSHDOWN_DIALECTS = ("postgresql", "mysql", "mssql", "oracle")
 
 
 async def extract(source: Database, window: Window) -> Extracted:
     """The window's readings from the source: aggregated in the source where it can (PostgreSQL,
-    MariaDB: per location and hour max/min/sum/count), else the raw rows (SQLite)."""
+    MariaDB, SQL Server, Oracle: per location and hour max/min/sum/count), else the raw rows (SQLite)."""
     started = time.perf_counter()
     pushdown = source.dialect in PUSHDOWN_DIALECTS
     partial = await sql.read_partial_hourly(source, window) if pushdown else None

@@ -12,7 +12,7 @@ from prefect.logging import get_run_logger
 from sqlalchemy import Table, inspect
 
 from flows.core import readings
-from flows.core.errors import MissingTableError
+from flows.core.errors import DatabaseUnavailable, MissingTableError, QueryFailed, is_transient
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import etl_watermark, sensors, temperature_raw, temperature_raw_reject
@@ -34,10 +34,15 @@ class LoadReport:
 @task(name="check-raw-tables", **RETRYING)
 async def check_raw_tables(iot: Database, device: Database | None = None, table: Table | None = None) -> None:
     """The IoT database (and the device table, when given) answer and hold the needed tables."""
-    await require_tables(iot, RAW_TABLES)
+    await require_tables(iot, RAW_TABLES, writes="source_block (the IoT database the readings are loaded into)")
     if device is not None and table is not None:
-        async with device.engine.connect() as conn:
-            have = await conn.run_sync(lambda c: inspect(c).has_table(table.name, schema=table.schema))
+        try:
+            async with device.engine.connect() as conn:
+                have = await conn.run_sync(lambda c: inspect(c).has_table(table.name, schema=table.schema))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise QueryFailed(f"{device.describe()}: looking for {table.fullname} failed: {device.redact(str(exc))}") from None
+            raise DatabaseUnavailable(f"{device.describe()} does not answer: {device.redact(str(exc))}") from None
         if not have:
             raise MissingTableError(f"{device.describe()}: missing table {table.fullname}; check the device_table parameter")
 

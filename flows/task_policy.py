@@ -33,9 +33,12 @@ RETRYING = dict(
 
 
 
-async def require_tables(db: Database, tables: Iterable[Table]) -> str:
+async def require_tables(db: Database, tables: Iterable[Table], writes: str | None = None) -> str:
     """`db` answers and holds `tables`; returns its version. Raises ConnectionError (retried) when it
-    does not answer, MissingTableError naming the block, the tables and the command that creates them."""
+    does not answer, MissingTableError naming the block, the tables and the command that creates them.
+    `writes` names the role of a database the flow writes to (a SQL Server or Oracle block is refused)."""
+    if writes is not None:
+        db.require_writable(writes)
     try:
         version = await sql.ping(db)
         missing = await sql.missing_tables(db, tables)

@@ -49,9 +49,9 @@ def test_blocks_create_refuses_passwords_outside_the_secret_field(prefect_env, u
 
 def test_blocks_create_rejects_bad_urls_without_echoing_them(prefect_env):
     bad_port = montrg(prefect_env, "blocks", "create", unique("t-cli-"), f"postgresql://u:{PASSWORD}@h:notaport/db")
-    bad_driver = montrg(prefect_env, "blocks", "create", unique("t-cli-"), f"oracle://u:{PASSWORD}@h/db")
+    bad_driver = montrg(prefect_env, "blocks", "create", unique("t-cli-"), f"db2://u:{PASSWORD}@h/db")
     assert bad_port.returncode == 2 and "not a database URL" in bad_port.stderr
-    assert bad_driver.returncode == 2 and "driver 'oracle' is not supported" in bad_driver.stderr
+    assert bad_driver.returncode == 2 and "driver 'db2' is not supported" in bad_driver.stderr
     assert PASSWORD not in bad_port.stderr + bad_driver.stderr + bad_port.stdout + bad_driver.stdout
 
 

@@ -9,6 +9,8 @@ data fails again. Classified by the drivers' own codes:
 | PostgreSQL (asyncpg, ADBC) | SQLSTATE classes 08 (connection), 40 (rollback: deadlock, serialization), 53 (resources), 57P (shutdown), 55P03 (lock timeout); ADBC's IO status without a SQLSTATE (no connection) |
 | MariaDB (asyncmy) | 1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055, 4031 (connections, shutdown, lock wait, deadlock) |
 | SQLite | "database is locked" |
+| SQL Server (pyodbc) | ODBC SQLSTATE classes 08 (connection), 40001 (deadlock victim), HYT00/HYT01 (timeouts) |
+| Oracle (oracledb) | DPY-4011, DPY-6005 (connection closed, cannot connect); ORA-00060 (deadlock), ORA-03113, ORA-03114, ORA-12170, ORA-12541 (connection lost, timeout, no listener) |
 | any | ConnectionError, TimeoutError, a connection SQLAlchemy invalidated, DatabaseUnavailable |
 """
 
@@ -49,6 +51,9 @@ PG_TRANSIENT_CLASSES = ("08", "40", "53", "57P")
 PG_TRANSIENT_STATES = {"55P03"}
 MARIADB_TRANSIENT = {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055, 4031}
 ADBC_STATUS_IO = 10
+ODBC_TRANSIENT_CLASSES = ("08",)
+ODBC_TRANSIENT_STATES = {"40001", "HYT00", "HYT01"}
+ORACLE_TRANSIENT = {"DPY-4011", "DPY-6005", "ORA-00060", "ORA-03113", "ORA-03114", "ORA-12170", "ORA-12541"}
 
 
 def _chain(exc: BaseException):
@@ -77,6 +82,18 @@ def mysql_errno(exc: BaseException) -> int | None:
     return None
 
 
+def driver_code(exc: BaseException) -> str | None:
+    """The ODBC SQLSTATE (pyodbc) or the Oracle error code (oracledb: DPY-..., ORA-...) of `exc` or
+    what it wraps, if any."""
+    for e in _chain(exc):
+        module = type(e).__module__
+        if module.startswith("pyodbc") and e.args and isinstance(e.args[0], str):
+            return e.args[0]
+        if module.startswith("oracledb") and e.args and getattr(e.args[0], "full_code", None):
+            return str(e.args[0].full_code)
+    return None
+
+
 def is_transient(exc: BaseException | None) -> bool:
     """True for errors a retry can cure (see the module's table); False for SQL errors and bad data."""
     if exc is None or isinstance(exc, (SourceDataError, MissingTableError, TargetValidationError, QueryFailed)):
@@ -89,6 +106,9 @@ def is_transient(exc: BaseException | None) -> bool:
     errno = mysql_errno(exc)
     if errno is not None:
         return errno in MARIADB_TRANSIENT
+    code = driver_code(exc)
+    if code is not None:
+        return code.startswith(ODBC_TRANSIENT_CLASSES) or code in ODBC_TRANSIENT_STATES or code in ORACLE_TRANSIENT
     for e in _chain(exc):
         if getattr(e, "status_code", None) == ADBC_STATUS_IO and type(e).__module__.startswith("adbc"):
             return True

@@ -19,6 +19,9 @@ from flows.core.schema import SCHEMA_TOKEN
 from flows.core.settings import LOCK_TIMEOUT_S, check_identifier, schema_name
 
 SCHEMA_PARAMETER = "montrg_schema"  # URL query parameter: this database's schema, if not MONTRG_SCHEMA
+SOURCE_ONLY = {"mssql": "SQL Server", "oracle": "Oracle"}  # read from (sources), never written to
+CONNECT_TIMEOUT_S = 15  # SQL Server (ODBC login timeout) and Oracle (TCP connect timeout)
+_CONNECT_DEFAULTS = {"mssql": {"timeout": CONNECT_TIMEOUT_S}, "oracle": {"tcp_connect_timeout": float(CONNECT_TIMEOUT_S)}}
 
 
 @dataclass
@@ -38,6 +41,8 @@ class Database:
         url = make_url(url) if isinstance(url, str) else url
         override = url.query.get(SCHEMA_PARAMETER)
         url = url.difference_update_query([SCHEMA_PARAMETER])
+        defaults = _CONNECT_DEFAULTS.get(url.get_backend_name(), {})
+        engine_kwargs["connect_args"] = {**defaults, **engine_kwargs.get("connect_args", {})}
         engine = create_async_engine(url, pool_pre_ping=True, **engine_kwargs)
         schema = None
         if engine.dialect.name != "sqlite":
@@ -47,8 +52,16 @@ class Database:
 
     @property
     def dialect(self) -> str:
-        """'postgresql', 'mysql' (MariaDB too) or 'sqlite'."""
+        """'postgresql', 'mysql' (MariaDB too), 'sqlite', or for sources 'mssql' or 'oracle'."""
         return self.engine.dialect.name
+
+    def require_writable(self, role: str) -> None:
+        """Raise ValueError when this database can only be read (SQL Server, Oracle) and `role` writes."""
+        if self.dialect in SOURCE_ONLY:
+            raise ValueError(
+                f"{self.describe()} is {SOURCE_ONLY[self.dialect]}, which flet-montrg reads from (device table, "
+                f"master data, raw readings) but never writes to; {role} must be a PostgreSQL, MariaDB or SQLite block"
+            )
 
     def describe(self) -> str:
         """Block name and where it points, password hidden."""
@@ -99,6 +112,8 @@ async def locked_transaction(db: Database, name: str) -> AsyncIterator[AsyncConn
 async def ping(db: Database) -> str:
     """The server's version string; raises if the database does not answer."""
     async with db.engine.connect() as conn:
+        if db.dialect in SOURCE_ONLY:  # read by the dialect when it connected
+            return f"{SOURCE_ONLY[db.dialect]} {'.'.join(map(str, conn.dialect.server_version_info or ()))}"
         version_sql = {"sqlite": "select sqlite_version()"}.get(db.dialect, "select version()")
         return str((await conn.execute(text(version_sql))).scalar_one())
 

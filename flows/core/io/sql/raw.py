@@ -18,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Select
 
 from flows.core.aggregate import RAW_SCHEMA
 from flows.core.errors import SourceDataError
@@ -35,6 +36,14 @@ from flows.core.settings import plant_now
 from flows.core.windows import Window
 
 
+def raw_query(window: Window) -> Select:
+    """The raw readings with capture_dt in `window`."""
+    t = temperature_raw
+    return select(t.c.loc_id, t.c.capture_dt, *(t.c[m] for m in MEASURES)).where(
+        t.c.capture_dt >= window.start, t.c.capture_dt < window.end
+    )
+
+
 async def read_raw(db: Database, window: Window, check: bool = True) -> pl.DataFrame:
     """The raw readings with capture_dt in `window`, typed as RAW_SCHEMA.
 
@@ -44,12 +53,9 @@ async def read_raw(db: Database, window: Window, check: bool = True) -> pl.DataF
     if db.dialect == "postgresql":
         return await _read_raw_adbc(db, window, check)
     t = temperature_raw
-    query = select(t.c.loc_id, t.c.capture_dt, *(t.c[m] for m in MEASURES)).where(
-        t.c.capture_dt >= window.start, t.c.capture_dt < window.end
-    )
     try:
         async with db.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(raw_query(window))).all()
     except ValueError as exc:  # the DateTime type could not parse a stored value
         raise SourceDataError(
             f"{db.describe()}: {db.qualified(t)} has a value that is not a timestamp "
@@ -199,34 +205,46 @@ async def _copy_if_new(conn: AsyncConnection, df: pl.DataFrame, schema: str | No
     return True
 
 
+def device_query(
+    table: Table, column: str, after: datetime | None = None, until: datetime | None = None, missing: bool = False
+) -> Select:
+    """The device rows with after <= `column` <= until (either bound may be None), oldest first;
+    `missing`: the rows whose `column` is NULL instead (ordered by capture_dt)."""
+    col = table.c[column]
+    if missing:
+        return select(*table.c).where(col.is_(None)).order_by(table.c.capture_dt)
+    bounds = [c for c in (col >= after if after else None, col <= until if until else None) if c is not None]
+    return select(*table.c).where(col.is_not(None), *bounds).order_by(col)
+
+
+def device_range_query(table: Table, start: datetime, end: datetime) -> Select:
+    """The device rows with capture_dt in [start, end), oldest first."""
+    col = table.c.capture_dt
+    return select(*table.c).where(col >= start, col < end).order_by(col)
+
+
 def iter_device_rows(
     db: Database, table: Table, column: str, after: datetime | None, until: datetime | None,
     batch_rows: int, first_rows: int | None = None, missing: bool = False,
 ) -> AsyncIterator[pl.DataFrame]:
-    """Device rows with after <= `column` <= until (either bound may be None), oldest first, as
-    frames of `batch_rows` rows (the first of `first_rows`) read one after the other (one query,
-    streamed). `after` is inclusive: rows tied with the watermark are read again (loading them
-    again changes nothing), so no tie across a batch boundary is ever skipped. `missing`: the
-    rows whose `column` is NULL instead."""
-    col = table.c[column]
-    if missing:
-        return _iter_device(db, table, [col.is_(None)], table.c.capture_dt, batch_rows, first_rows)
-    conditions = [col.is_not(None)] + [c for c in (col >= after if after else None, col <= until if until else None) if c is not None]
-    return _iter_device(db, table, conditions, col, batch_rows, first_rows)
+    """Device rows of device_query, as frames of `batch_rows` rows (the first of `first_rows`) read
+    one after the other (one query, streamed). `after` is inclusive: rows tied with the watermark
+    are read again (loading them again changes nothing), so no tie across a batch boundary is ever
+    skipped."""
+    return _iter_device(db, table, device_query(table, column, after, until, missing), batch_rows, first_rows)
 
 
 async def read_device_range(db: Database, table: Table, start: datetime, end: datetime) -> pl.DataFrame:
     """Device rows with capture_dt in [start, end), oldest first."""
-    col = table.c.capture_dt
-    batches = [b async for b in _iter_device(db, table, [col >= start, col < end], col, batch_rows=1_000_000)]
+    batches = [b async for b in _iter_device(db, table, device_range_query(table, start, end), batch_rows=1_000_000)]
     return pl.concat(batches) if batches else _device_frame(table, [])
 
 
 async def _iter_device(
-    db: Database, table: Table, conditions: list, order, batch_rows: int, first_rows: int | None = None
+    db: Database, table: Table, query: Select, batch_rows: int, first_rows: int | None = None
 ) -> AsyncIterator[pl.DataFrame]:
-    """One query, streamed: through ADBC straight into Polars on PostgreSQL, SQLAlchemy elsewhere."""
-    query = select(*table.c).where(*conditions).order_by(order)
+    """One query, streamed: through ADBC straight into Polars on PostgreSQL, SQLAlchemy elsewhere
+    (a server-side cursor read by fetchmany: no LIMIT/OFFSET paging, on any dialect)."""
     if db.dialect == "postgresql":  # bound values are datetimes only: rendered as literals by the dialect
         text = str(query.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
         schema = _device_schema(table)

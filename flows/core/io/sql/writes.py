@@ -22,6 +22,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Select
 
 from flows.core.io.sql import pgcopy
 from flows.core.io.sql.connection import Database
@@ -111,8 +112,13 @@ def polars_schema(table: Table, columns: Sequence[str]) -> pl.Schema:
     return pl.Schema({c: dtype(table.c[c]) for c in columns})
 
 
+def rows_query(table: Table, columns: Sequence[str]) -> Select:
+    """All rows of `table`, `columns` only."""
+    return select(*(table.c[c] for c in columns))
+
+
 async def read_rows(db: Database, table: Table, columns: Sequence[str]) -> pl.DataFrame:
     """All rows of `table` (`columns` only), typed by the table's definition."""
     async with db.engine.connect() as conn:
-        rows = (await conn.execute(select(*(table.c[c] for c in columns)))).all()
+        rows = (await conn.execute(rows_query(table, columns))).all()
     return pl.DataFrame(rows, schema=polars_schema(table, columns), orient="row")
