@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast install bench server lint clean soak
+.PHONY: demo test test-fast install bench bench-scale bench-airflow server lint clean soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,6 @@ clean:
 # Benchmarks against the machine's PostgreSQL; each prints its table (6 to 10 minutes in all, by the day's machine).
 bench: $(VENV)/.installed-run
 	$(BIN)/python bench/hourly.py
-	$(BIN)/python bench/backfill_day.py seed
-	$(BIN)/python bench/backfill_day.py run
 	$(BIN)/python bench/raw_ingest.py raw-etl
 	$(BIN)/python bench/raw_ingest.py collect
 
@@ -55,3 +53,16 @@ bench: $(VENV)/.installed-run
 MINUTES ?= 30
 soak: $(VENV)/.installed-run
 	$(BIN)/python -m deployments.soak --minutes $(MINUTES)
+
+# The backfill at 100M raw rows too (generating them once takes about 10 minutes; kept in montrg_bench_src_100m).
+bench-scale: $(VENV)/.installed-run
+	MONTRG_BENCH_SIZES=1M,10M,100M $(BIN)/python bench/hourly.py
+
+# The seed's DAGs on Apache Airflow 2.10 (a virtualenv of its own, .venv-airflow) beside the flows.
+AIRFLOW_VERSION := 2.10.5
+.venv-airflow/bin/airflow: | $(BIN)/python
+	$(BIN)/uv venv --quiet --python $(PYTHON) .venv-airflow
+	$(BIN)/uv pip install --python .venv-airflow/bin/python --quiet "apache-airflow==$(AIRFLOW_VERSION)" "apache-airflow-providers-postgres>=5,<7"
+
+bench-airflow: $(VENV)/.installed-run .venv-airflow/bin/airflow
+	$(BIN)/python bench/airflow_bench.py

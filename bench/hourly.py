@@ -1,7 +1,12 @@
 """Benchmark of the hourly aggregation against the seed's ways, PostgreSQL -> PostgreSQL.
 
-    python bench/hourly.py            # everything: data (cached), a Prefect server, the table
+    python bench/hourly.py            # everything: data (cached), a Prefect server, the tables
     python bench/hourly.py one WAY SIZE   # one measured run in this process (used internally)
+
+Every figure is a fresh process timed from outside, from its start to its exit (interpreter start
+and imports included: what a process worker's flow run pays), on a running Prefect server; the
+time of the work inside that process (after its imports) is printed beside it. MONTRG_BENCH_SIZES
+picks the backfill sizes (default 1M,10M; `make bench-scale` adds 100M).
 
 Data: 200 locations every 10 s with realistic values and some NULLs, 1M and 10M rows (10M is
 about 5.8 days), in their own source databases; the target is a separate database. For each
@@ -9,11 +14,15 @@ size, three repetitions of:
   A      the seed's SQL (TO_CHAR ymd/hh, MAX/AVG, GROUP BY) in the source, the result upserted
   B      the seed's hook pattern: per hour, fetch the rows, aggregate in Python, executemany upsert
   flow   temperature_backfill over the whole range, as a Prefect flow run (Prefect included)
-each in a fresh process (so peak RSS is its own), the target emptied before each run. Ratios to A
-are taken within each repetition, then the median. After each repetition the three tables are
-compared (same keys, maxima exact, averages within their rounding): a disagreement prints FAIL and
-the bench exits 1. Then temperature_etl for one hour (with its
-3-hour look-back): its data path alone and the whole flow run on the running server.
+each in a fresh process (so peak RSS is its own), the target emptied before each run (not timed).
+Ratios to A are taken within each repetition on the whole-process times, then the median. After
+each repetition the three tables are compared (same keys, maxima exact, averages within their
+rounding): a disagreement prints FAIL and the bench exits 1. Then:
+  - a flow run's fixed cost: a backfill of a range without readings, beside `import prefect,
+    prefect_sqlalchemy` and `import flows` (each a fresh process);
+  - temperature_etl for one hour (with its 3-hour look-back): first load of new hours, and a rerun;
+  - the hourly job's cost as locations grow: one hour (no look-back) of 200, 2,000 and 20,000
+    locations at 10 s.
 """
 
 from __future__ import annotations
@@ -30,11 +39,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PG, create_databases, import_startup_modules, init_block, peak_rss_mb, start_server  # noqa: E402
+from common import PG, create_databases, init_block, peak_rss_mb, start_server  # noqa: E402
 
 LOCATIONS = 200
 START = datetime(2024, 3, 1)
-SIZES = {"1M": 1_000_000, "10M": 10_000_000}
+ALL_SIZES = {"1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
+SIZES = {k: ALL_SIZES[k] for k in os.environ.get("MONTRG_BENCH_SIZES", "1M,10M").split(",")}
+SCALE_LOCATIONS = (200, 2_000, 20_000)
 REPEATS = int(os.environ.get("MONTRG_BENCH_REPEATS", "3"))
 TARGET = "montrg_bench_hq"
 
@@ -55,38 +66,51 @@ def span(size: str) -> tuple[datetime, datetime]:
 # ------------------------------------------------------------------ set-up (run once, cached)
 
 
+SCALE_HOUR = datetime(2024, 3, 1, 14)
+
+
+def scale_db(locations: int) -> str:
+    return f"montrg_bench_loc_{locations}"
+
+
 async def ensure_data() -> None:
+    databases = [*(source_db(s) for s in SIZES), *(scale_db(n) for n in SCALE_LOCATIONS), TARGET]
+    await create_databases(databases, fresh=False)  # the generated data is kept between runs
+    for db in databases:
+        await (await init_block(block(db), db)).dispose()
+    for size, rows in SIZES.items():
+        await fill(source_db(size), rows, LOCATIONS, *span(size))
+    for n in SCALE_LOCATIONS:  # one hour of n locations, for the hourly job's scale
+        await fill(scale_db(n), n * 360, n, SCALE_HOUR, SCALE_HOUR + timedelta(hours=1))
+
+
+async def fill(database: str, rows: int, locations: int, lo: datetime, hi: datetime) -> None:
+    """`database`'s temperature_raw holds exactly `rows` readings of `locations` at 10 s in [lo, hi)."""
     from sqlalchemy import text
 
     from blocks import load_database
     from flows.core import simulate
 
-    databases = [*(source_db(s) for s in SIZES), TARGET]
-    await create_databases(databases, fresh=False)  # the generated data is kept between runs
-    for db in databases:
-        await (await init_block(block(db), db)).dispose()
-    for size, rows in SIZES.items():
-        d = await load_database(block(source_db(size)))
-        async with d.engine.connect() as conn:
-            count = (await conn.execute(text("SELECT count(*) FROM flet_montrg.temperature_raw"))).scalar_one()
-        if count != rows:
-            print(f"generating {rows:,} raw rows ({size}) ...", flush=True)
-            started = time.perf_counter()
-            lo, hi = span(size)
+    d = await load_database(block(database))
+    async with d.engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM flet_montrg.temperature_raw"))).scalar_one()
+    if count != rows:
+        print(f"generating {rows:,} raw rows in {database} ...", flush=True)
+        started = time.perf_counter()
+        async with d.engine.begin() as conn:
+            await conn.execute(text("TRUNCATE flet_montrg.temperature_raw"))
+        day = lo
+        while day < hi:
+            chunk = simulate.readings(locations, day, min(day + timedelta(days=1), hi), null_share=0.01, seed=day.toordinal())
             async with d.engine.begin() as conn:
-                await conn.execute(text("TRUNCATE flet_montrg.temperature_raw"))
-            day = lo
-            while day < hi:
-                chunk = simulate.readings(LOCATIONS, day, min(day + timedelta(days=1), hi), null_share=0.01, seed=day.toordinal())
-                async with d.engine.begin() as conn:
-                    pg = (await conn.get_raw_connection()).driver_connection
-                    await pg.copy_records_to_table("temperature_raw", schema_name="flet_montrg", records=chunk.iter_rows(), columns=chunk.columns)
-                day += timedelta(days=1)
-            async with d.engine.connect() as conn:  # as a table that has been around: vacuumed, analysed
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text("VACUUM (FREEZE, ANALYZE) flet_montrg.temperature_raw"))
-            print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
-        await d.dispose()
+                pg = (await conn.get_raw_connection()).driver_connection
+                await pg.copy_records_to_table("temperature_raw", schema_name="flet_montrg", records=chunk.iter_rows(), columns=chunk.columns)
+            day += timedelta(days=1)
+        async with d.engine.connect() as conn:  # as a table that has been around: vacuumed, analysed
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM (FREEZE, ANALYZE) flet_montrg.temperature_raw"))
+        print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+    await d.dispose()
 
 
 # ------------------------------------------------------------------ the ways, one run each
@@ -168,55 +192,48 @@ async def way_flow(size: str) -> int:
 
 
 async def one(way: str, size: str) -> None:
-    """One measured run in this process; prints JSON (seconds, groups written, peak RSS)."""
-    import asyncpg
-
-    tgt = await asyncpg.connect(f"{PG}/{TARGET}")
-    await tgt.execute("TRUNCATE flet_montrg.temperature")
-    await tgt.close()
+    """One measured run in this process; prints JSON: the work's seconds (after this process's
+    imports), location-hours written, peak RSS. The parent times the whole process."""
+    if way == "flow":
+        import flows.temperature_backfill  # noqa: F401 - imported before the inner clock (the parent's counts it)
     fn = {"A": way_a, "B": way_b, "flow": way_flow}[way]
-    if way == "flow":  # importing is start-up, not the backfill (Prefect alone ~2 s here)
-        import_startup_modules()
     started = time.perf_counter()
     groups = await fn(size)
     seconds = time.perf_counter() - started
     print(json.dumps({"seconds": seconds, "groups": groups, "rss_mb": peak_rss_mb()}))
 
 
-
-# ------------------------------------------------------------------ temperature_etl, one hour
-
-
-async def hourly_job() -> list[tuple[str, float]]:
-    from zoneinfo import ZoneInfo
-
-    from blocks import load_database
+async def etl(database: str, hour: str, lookback: int) -> None:
+    """temperature_etl for `hour` from `database`, in this process; prints JSON as `one` does."""
     from flows import temperature_etl
-    from flows.core import aggregate
-    from flows.core.io import sql
-    from flows.core.settings import plant_now
-    from flows.core.windows import etl_window
 
-    hour = START + timedelta(days=3, hours=14)
-    window = etl_window(hour, hour, 3, ZoneInfo("Asia/Seoul"))
-    src, tgt = await load_database(block(source_db("10M"))), await load_database(block(TARGET))
-    path, flow = [], []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        partial = await sql.read_partial_hourly(src, window)
-        hourly = aggregate.finish_partial(partial)
-        await sql.upsert_hourly(tgt, hourly, window, plant_now())
-        stored = await sql.read_hourly(tgt, window)
-        assert stored.height >= hourly.height
-        path.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        await temperature_etl(hour=hour, source_block=block(source_db("10M")), target_block=block(TARGET))
-        flow.append(time.perf_counter() - started)
-    await src.dispose()
-    await tgt.dispose()
-    rows = int(partial["sample_count"].sum())
-    return [(f"data path ({rows:,} raw rows, {window.hours} hours)", statistics.median(path)),
-            ("whole flow run, running server", statistics.median(flow))]
+    started = time.perf_counter()
+    report = await temperature_etl(hour=hour, lookback_hours=lookback, source_block=block(database), target_block=block(TARGET))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "groups": int(report.totals["location_hours"]), "rows": int(report.totals["raw_rows"]),
+                      "written": int(report.totals["inserted"] + report.totals["updated"]), "rss_mb": peak_rss_mb()}))
+
+
+async def fixed() -> None:
+    """A flow run with nothing to do: a backfill of a day without readings; prints JSON."""
+    from flows import temperature_backfill
+
+    started = time.perf_counter()
+    await temperature_backfill(start="2023-06-01", end="2023-06-01", source_block=block(source_db("1M")), target_block=block(TARGET))
+    print(json.dumps({"seconds": time.perf_counter() - started, "rss_mb": peak_rss_mb()}))
+
+
+async def clear_target(window=None) -> None:
+    """Empty the target (or its rows of `window`): done by the parent, between measured processes."""
+    import asyncpg
+
+    tgt = await asyncpg.connect(f"{PG}/{TARGET}")
+    if window is None:
+        await tgt.execute("TRUNCATE flet_montrg.temperature")
+    else:
+        await tgt.execute("DELETE FROM flet_montrg.temperature WHERE ymd || hh >= $1 AND ymd || hh < $2",
+                          f"{window.start:%Y%m%d%H}", f"{window.end:%Y%m%d%H}")
+    await tgt.close()
 
 
 # ------------------------------------------------------------------ driver
@@ -251,53 +268,116 @@ def disagreements(tables: dict[str, dict]) -> list[str]:
     return out
 
 
-def measured(way: str, size: str, env: dict[str, str]) -> dict:
-    done = subprocess.run([sys.executable, __file__, "one", way, size], env=env, capture_output=True, text=True, cwd=ROOT)
+def child(args: list[str], env: dict[str, str]) -> dict:
+    """Run this file with `args` in a fresh process; its JSON, plus `whole`: the process's wall time
+    from spawn to exit, measured here."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, cwd=ROOT)
+    whole = time.perf_counter() - started
     if done.returncode != 0:
-        raise RuntimeError(f"{way} {size} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "whole": whole}
+
+
+def command_seconds(code: str, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
+    return time.perf_counter() - started
+
+
+def median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def backfills(env: dict[str, str]) -> bool:
+    failed = False
+    for size, rows in SIZES.items():
+        results: dict[str, list[dict]] = {"A": [], "B": [], "flow": []}
+        ratios: dict[tuple[str, str], list[float]] = {}  # (way, reference) -> per repetition, whole processes
+        for rep in range(REPEATS):
+            tables = {}
+            for way in ("A", "B", "flow"):
+                asyncio.run(clear_target())
+                results[way].append(child(["one", way, size], env))
+                r = results[way][-1]
+                print(f"  {size} rep {rep + 1} {way}: whole process {r['whole']:.2f} s (work {r['seconds']:.2f} s)", flush=True)
+                tables[way] = asyncio.run(written())  # after the measured process ended: not timed
+            wrong = disagreements(tables)
+            agreed = (f"  {size} rep {rep + 1}: A, B and the flow wrote the same {len(tables['A']):,} location-hours "
+                      "(max exact, avg within 5e-5)")
+            print(f"  FAIL: {size} rep {rep + 1}: " + "; ".join(wrong[:5]) if wrong else agreed, flush=True)
+            failed |= bool(wrong)
+            for way in results:
+                for reference in ("A", "B"):
+                    ratio = results[way][-1]["whole"] / results[reference][-1]["whole"]
+                    ratios.setdefault((way, reference), []).append(ratio)
+        print(f"\nbackfill of {rows:,} raw rows ({LOCATIONS} locations at 10 s), PostgreSQL -> PostgreSQL, median of {REPEATS}")
+        print("whole = a fresh process from start to exit (imports included); work = inside it, after its imports")
+        print(f"{'way':<40}{'whole s':>9}{'s/1M rows':>11}{'work s':>8}{'peak RSS MB':>13}{'x A':>7}{'x B':>7}")
+        names = {"A": "A: the seed's SQL, result upserted", "B": "B: the seed's hook pattern (per hour)",
+                 "flow": "temperature_backfill flow (pushdown)"}
+        for way, runs in results.items():
+            whole, work = median(runs, "whole"), median(runs, "seconds")
+            rss = max(r["rss_mb"] for r in runs)
+            x_a, x_b = (statistics.median(ratios[(way, ref)]) for ref in ("A", "B"))
+            print(f"{names[way]:<40}{whole:>9.2f}{whole / rows * 1e6:>11.2f}{work:>8.2f}{rss:>13.0f}{x_a:>7.2f}{x_b:>7.2f}")
+        print(f"flow / A per repetition (whole processes): {', '.join(f'{r:.2f}' for r in ratios[('flow', 'A')])}\n")
+    return failed
+
+
+def fixed_cost(env: dict[str, str]) -> None:
+    imports = {code: [command_seconds(code, env) for _ in range(REPEATS)]
+               for code in ("import prefect, prefect_sqlalchemy", "import flows", "import flows.temperature_backfill")}
+    runs = [child(["fixed"], env) for _ in range(REPEATS)]
+    base = statistics.median(imports["import prefect, prefect_sqlalchemy"])
+    print(f"a flow run's fixed cost, fresh processes, median of {REPEATS}")
+    for code, times in imports.items():
+        print(f"  python -c {code!r:<42}{statistics.median(times):>7.2f} s  ({statistics.median(times) / base:.2f}x)")
+    whole = median(runs, "whole")
+    print(f"  backfill of a day without readings, whole     {whole:>7.2f} s  ({whole / base:.2f}x; "
+          f"the flow call inside it {median(runs, 'seconds'):.2f} s, peak RSS {max(r['rss_mb'] for r in runs):.0f} MB)\n")
+
+
+def hourly_job(env: dict[str, str]) -> None:
+    from zoneinfo import ZoneInfo
+
+    from flows.core.windows import etl_window
+
+    hour = START + timedelta(days=3, hours=14)
+    window = etl_window(hour, hour, 3, ZoneInfo("Asia/Seoul"))
+    first, rerun = [], []
+    for _ in range(REPEATS):
+        asyncio.run(clear_target(window))
+        first.append(child(["etl", source_db("10M"), hour.isoformat(), "3"], env))
+        rerun.append(child(["etl", source_db("10M"), hour.isoformat(), "3"], env))
+    assert all(r["written"] == r["groups"] > 0 for r in first) and all(r["written"] == 0 for r in rerun)
+    print(f"temperature_etl for one hour with its 3-hour look-back ({first[0]['rows']:,} raw rows, "
+          f"{first[0]['groups']:,} location-hours), median of {REPEATS}")
+    for label, runs in (("first load (hours not in the target)", first), ("rerun (nothing changes)", rerun)):
+        print(f"  {label:<40} whole process {median(runs, 'whole'):>6.2f} s, the flow call {median(runs, 'seconds'):.2f} s")
+    print()
+    print(f"the hourly job as locations grow: one hour at 10 s, no look-back, first load, median of {REPEATS}")
+    print(f"  {'locations':>10}{'raw rows':>12}{'whole s':>9}{'flow call s':>13}{'s per 1M rows (flow call)':>28}")
+    for n in SCALE_LOCATIONS:
+        runs = []
+        for _ in range(REPEATS):
+            asyncio.run(clear_target())
+            runs.append(child(["etl", scale_db(n), SCALE_HOUR.isoformat(), "0"], env))
+        rows = runs[0]["rows"]
+        print(f"  {n:>10,}{rows:>12,}{median(runs, 'whole'):>9.2f}{median(runs, 'seconds'):>13.2f}"
+              f"{median(runs, 'seconds') / rows * 1e6:>28.2f}")
+    print()
 
 
 def main() -> None:
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
     server = start_server(env)
     os.environ.update(env)
-    failed = False
     try:
         asyncio.run(ensure_data())
-        for size, rows in SIZES.items():
-            results: dict[str, list[dict]] = {"A": [], "B": [], "flow": []}
-            ratios: dict[tuple[str, str], list[float]] = {}  # (way, reference) -> per repetition
-            for rep in range(REPEATS):
-                tables = {}
-                for way in ("A", "B", "flow"):
-                    results[way].append(measured(way, size, env))
-                    print(f"  {size} rep {rep + 1} {way}: {results[way][-1]['seconds']:.2f} s", flush=True)
-                    tables[way] = asyncio.run(written())  # after the measured process ended: not timed
-                wrong = disagreements(tables)
-                agreed = (f"  {size} rep {rep + 1}: A, B and the flow wrote the same {len(tables['A']):,} location-hours "
-                          "(max exact, avg within 5e-5)")
-                print(f"  FAIL: {size} rep {rep + 1}: " + "; ".join(wrong[:5]) if wrong else agreed, flush=True)
-                failed |= bool(wrong)
-                for way in results:
-                    for reference in ("A", "B"):
-                        ratio = results[way][-1]["seconds"] / results[reference][-1]["seconds"]
-                        ratios.setdefault((way, reference), []).append(ratio)
-            print(f"\nbackfill of {rows:,} raw rows ({LOCATIONS} locations at 10 s), PostgreSQL -> PostgreSQL, median of {REPEATS}")
-            print(f"{'way':<46}{'s':>8}{'rows/s':>12}{'peak RSS MB':>13}{'x A':>7}{'x B':>7}")
-            names = {"A": "A: the seed's SQL, result upserted", "B": "B: the seed's hook pattern (per hour)",
-                     "flow": "temperature_backfill flow (pushdown)"}
-            for way, runs in results.items():
-                s = statistics.median(r["seconds"] for r in runs)
-                rss = max(r["rss_mb"] for r in runs)
-                x_a, x_b = (statistics.median(ratios[(way, ref)]) for ref in ("A", "B"))
-                print(f"{names[way]:<46}{s:>8.2f}{rows / s:>12,.0f}{rss:>13.0f}{x_a:>7.2f}{x_b:>7.2f}")
-            flow_vs_a = ", ".join(f"{r:.2f}" for r in ratios[("flow", "A")])
-            print(f"flow / A per repetition: {flow_vs_a}")
-            print()
-        print(f"temperature_etl for one hour (200 locations, look-back 3 h), median of {REPEATS}")
-        for label, seconds in asyncio.run(hourly_job()):
-            print(f"  {label:<52}{seconds:>8.3f} s")
+        failed = backfills(env)
+        fixed_cost(env)
+        hourly_job(env)
     finally:
         if server is not None:
             server.terminate()
@@ -309,6 +389,10 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "one":
         asyncio.run(one(sys.argv[2], sys.argv[3]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "etl":
+        asyncio.run(etl(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    elif len(sys.argv) == 2 and sys.argv[1] == "fixed":
+        asyncio.run(fixed())
     elif len(sys.argv) == 1:
         main()
     else:
