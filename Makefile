@@ -44,6 +44,7 @@ clean:
 # Benchmarks against the machine's PostgreSQL; each prints its table (6 to 10 minutes in all, by the day's machine).
 bench: $(VENV)/.installed-run
 	$(BIN)/python bench/hourly.py
+	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/raw_ingest.py raw-etl
 	$(BIN)/python bench/raw_ingest.py collect
 

@@ -3,9 +3,15 @@
     python bench/raw_ingest.py raw-etl      # temperature_raw_etl loading 1M device rows into PostgreSQL
     python bench/raw_ingest.py collect      # one sensor_collect cycle against 500 simulated devices
 
-raw-etl prints the flow's rows/s next to a plain COPY of the same (typed) rows into an identical,
-indexed temperature_raw (the floor for any loader; asyncpg's row encoder and the flow's column-wise
-one, the faster counts), median of 3, each flow run in a fresh process on a running Prefect server.
+raw-etl measures, median of 3, each run a fresh process timed from outside from spawn to exit
+(imports included), the flow on a running Prefect server:
+  empty table   temperature_raw_etl loading 1M device rows into an empty temperature_raw, against
+                a plain COPY of the same typed rows into an identical, indexed table (`psql \copy`
+                of a binary COPY file made beforehand: the floor for any loader)
+  steady state  with those 1M rows loaded, 100k new device rows uploaded after the watermark (the
+                run re-reads the last `overlap_minutes` too) plus 10k later uploads of existing
+                readings (corrected values): the flow's incremental run, against a plain COPY of
+                the same 100k new rows into the same 1M-row table
 collect prints the time of one polling cycle.
 """
 
@@ -23,9 +29,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import create_databases, import_startup_modules, init_block, peak_rss_mb, start_server  # noqa: E402
+from common import PG, create_databases, init_block, peak_rss_mb, start_server  # noqa: E402
 
 ROWS = int(os.environ.get("MONTRG_BENCH_RAW_ROWS", "1000000"))
+NEW_ROWS, REUPLOADS = ROWS // 10, ROWS // 100
+DATA = Path(__file__).resolve().parents[1] / "bench-data"
+RAW_COLUMNS = ("loc_id", "capture_dt", "temperature", "humidity", "pcv_temperature")
 REPEATS = int(os.environ.get("MONTRG_BENCH_REPEATS", "3"))
 LOCATIONS = 200
 
@@ -52,83 +61,155 @@ async def raw_etl() -> None:
     start = datetime(2024, 2, 1)
     raw = simulate.readings(LOCATIONS, start, start + timedelta(seconds=10 * -(-ROWS // LOCATIONS)))
     raw = raw.head(ROWS)
-    device_rows = raw.select(
-        pl.col("loc_id").str.replace("LOC", "S").alias("sensor_id"), pl.lit("GW1").alias("device_id"), "capture_dt",
-        *(pl.col(m).cast(pl.String).alias(t) for m, t in (("temperature", "t1"), ("humidity", "t2"), ("pcv_temperature", "t3"))),
-        pl.lit(None, pl.String).alias("t4"), pl.lit(None, pl.String).alias("t5"), pl.lit(None, pl.String).alias("t6"),
-        pl.lit("Y").alias("upload_yn"), (pl.col("capture_dt") + pl.duration(seconds=30)).alias("upload_dt"),
-    )
+    device_rows = as_device_rows(raw, pl.col("capture_dt") + pl.duration(seconds=30))
     async with device.engine.begin() as conn:
         pg = (await conn.get_raw_connection()).driver_connection
         await pg.copy_records_to_table("temperature", schema_name="dbo", records=device_rows.iter_rows(), columns=device_rows.columns)
         await pg.execute("ANALYZE dbo.temperature")  # what autovacuum does to a table in service
     await device.dispose()
 
-    # the references: plain COPY of the same typed rows into an identical, indexed temperature_raw,
-    # with asyncpg's row-by-row encoder and with the flow's column-wise one; the faster one counts
+    # the references' input: binary COPY files of the typed rows, made before any clock starts
     from flows.core.io.sql import pgcopy
     from flows.core.schema import temperature_raw
 
-    async def plain_copy(column_wise: bool) -> float:
-        async with ref.engine.begin() as conn:
-            await conn.execute(text("TRUNCATE flet_montrg.temperature_raw"))
-        started = time.perf_counter()
-        async with ref.engine.begin() as conn:
-            pg = (await conn.get_raw_connection()).driver_connection
-            if column_wise:
-                data = pgcopy.encode(temperature_raw, raw)
-                await pg.copy_to_table("temperature_raw", schema_name="flet_montrg", source=data, columns=raw.columns, format="binary")
-            else:
-                await pg.copy_records_to_table("temperature_raw", schema_name="flet_montrg", records=raw.iter_rows(), columns=raw.columns)
-        return time.perf_counter() - started
+    DATA.mkdir(exist_ok=True)
+    everything, new_file = DATA / "raw-all.bin", DATA / "raw-new.bin"
+    everything.write_bytes(pgcopy.encode(temperature_raw, raw.select(RAW_COLUMNS)))
 
-    runs: dict[str, list[float]] = {"records": [], "columns": [], "flow": []}
+    runs: dict[str, list[float]] = {"copy": [], "flow": [], "flow_work": []}
     ratios, flow_rss = [], []
     for rep in range(REPEATS):
-        runs["records"].append(await plain_copy(column_wise=False))
-        runs["columns"].append(await plain_copy(column_wise=True))
+        await truncate(ref, "temperature_raw")
+        runs["copy"].append(psql_copy("montrg_bench_raw_ref", everything))
+        await truncate(iot, "temperature_raw", "temperature_raw_reject", "etl_watermark")
         flow = flow_in_a_fresh_process()
-        runs["flow"].append(flow["seconds"])
+        runs["flow"].append(flow["whole"])
+        runs["flow_work"].append(flow["seconds"])
         flow_rss.append(flow["rss_mb"])
-        ratios.append(min(runs["records"][-1], runs["columns"][-1]) / flow["seconds"])
-        print(f"  rep {rep + 1}: COPY {runs['records'][-1]:.2f} s / {runs['columns'][-1]:.2f} s, flow {flow['seconds']:.2f} s "
-              f"({flow['loaded']:,} loaded, {flow['stored']:,} stored)", flush=True)
+        ratios.append(runs["copy"][-1] / flow["whole"])
+        print(f"  empty table rep {rep + 1}: COPY {runs['copy'][-1]:.2f} s, flow {flow['whole']:.2f} s "
+              f"(work {flow['seconds']:.2f} s; {flow['loaded']:,} loaded, {flow['stored']:,} stored)", flush=True)
+
+    # steady state: the 1M rows loaded (the last run above), then new uploads after the watermark
+    last = raw["capture_dt"].max()
+    fresh = simulate.readings(LOCATIONS, last + timedelta(seconds=10), last + timedelta(seconds=10 * (NEW_ROWS // LOCATIONS + 1)),
+                              seed=7).head(NEW_ROWS)
+    corrected = raw.gather_every(len(raw) // REUPLOADS).head(REUPLOADS).with_columns(pl.col("temperature") + 0.5)
+    upload = last + timedelta(seconds=40)  # just after the last loaded upload (capture + 30 s)
+    extra = pl.concat([
+        as_device_rows(fresh, pl.col("capture_dt") + pl.duration(seconds=30)),
+        as_device_rows(corrected, pl.lit(upload) + pl.duration(milliseconds=pl.int_range(pl.len()))),
+    ])
+    device = await init_block("montrg-bench-device", "montrg_bench_device")
+    async with device.engine.begin() as conn:
+        pg = (await conn.get_raw_connection()).driver_connection
+        await pg.copy_records_to_table("temperature", schema_name="dbo", records=extra.iter_rows(), columns=extra.columns)
+        await pg.execute("ANALYZE dbo.temperature")
+    await device.dispose()
+    new_file.write_bytes(pgcopy.encode(temperature_raw, fresh.select(RAW_COLUMNS)))
+    saved = await snapshot_watermarks(iot)
+    steady: dict[str, list[float]] = {"copy": [], "flow": [], "flow_work": []}
+    steady_ratios = []
+    for rep in range(REPEATS):
+        await truncate(ref, "temperature_raw")  # the same 1M rows, then the timed COPY of the new ones
+        psql_copy("montrg_bench_raw_ref", everything)
+        steady["copy"].append(psql_copy("montrg_bench_raw_ref", new_file))
+        await restore_steady_state(iot, last, corrected, saved)
+        flow = flow_in_a_fresh_process(truncate_first=False)
+        steady["flow"].append(flow["whole"])
+        steady["flow_work"].append(flow["seconds"])
+        steady_ratios.append(steady["copy"][-1] / flow["whole"])
+        print(f"  steady state rep {rep + 1}: COPY of the new rows {steady['copy'][-1]:.2f} s, flow {flow['whole']:.2f} s "
+              f"(work {flow['seconds']:.2f} s; {flow['loaded']:,} loaded, {flow['stored']:,} stored)", flush=True)
     await ref.dispose()
     await iot.dispose()
-    print(f"\ntemperature_raw_etl: {ROWS:,} device rows (text values) -> PostgreSQL temperature_raw, median of {REPEATS}")
-    print(f"{'way':<58}{'s':>8}{'rows/s':>12}")
-    names = {"records": "plain COPY, asyncpg row encoder (reference)", "columns": "plain COPY, column-wise encoder (reference)",
-             "flow": "temperature_raw_etl flow (read, validate, load)"}
-    for way, seconds in runs.items():
-        median = statistics.median(seconds)
-        print(f"{names[way]:<58}{median:>8.2f}{ROWS / median:>12,.0f}")
-    print(f"flow speed / the faster COPY's, per repetition: {statistics.median(ratios):.2f}x (median; "
-          f"{', '.join(f'{r:.2f}' for r in ratios)}); the flow's process: peak RSS {max(flow_rss):.0f} MB")
+    print(f"\ntemperature_raw_etl -> PostgreSQL temperature_raw, median of {REPEATS}; whole = a fresh process from start to exit")
+    print(f"{'case':<64}{'whole s':>9}{'rows/s':>11}{'work s':>8}")
+    for label, rows, table in ((f"empty table: {ROWS:,} device rows (text values)", ROWS, runs),
+                               (f"steady state: {NEW_ROWS:,} new + {REUPLOADS:,} re-uploads into {ROWS:,} rows", NEW_ROWS + REUPLOADS, steady)):
+        copy, whole, work = (statistics.median(table[k]) for k in ("copy", "flow", "flow_work"))
+        print(f"{label:<64}{whole:>9.2f}{rows / whole:>11,.0f}{work:>8.2f}")
+        reference = "  reference: psql copy of the same new typed rows (binary)"
+        print(f"{reference:<64}{copy:>9.2f}{(ROWS if table is runs else NEW_ROWS) / copy:>11,.0f}")
+    print(f"flow speed / plain COPY's: empty table {statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)}); "
+          f"steady state {statistics.median(steady_ratios):.2f}x ({', '.join(f'{r:.2f}' for r in steady_ratios)}); "
+          f"the flow's process: peak RSS {max(flow_rss):.0f} MB")
 
 
-def flow_in_a_fresh_process() -> dict:
-    """One timed temperature_raw_etl run in a new process, as a worker runs it; imports are start-up."""
+def as_device_rows(readings, upload):
+    """Typed readings as the gateways' device rows: text values, an upload time."""
+    import polars as pl
+
+    return readings.select(
+        pl.col("loc_id").str.replace("LOC", "S").alias("sensor_id"), pl.lit("GW1").alias("device_id"), "capture_dt",
+        *(pl.col(m).cast(pl.String).alias(t) for m, t in (("temperature", "t1"), ("humidity", "t2"), ("pcv_temperature", "t3"))),
+        pl.lit(None, pl.String).alias("t4"), pl.lit(None, pl.String).alias("t5"), pl.lit(None, pl.String).alias("t6"),
+        pl.lit("Y").alias("upload_yn"), upload.alias("upload_dt"),
+    )
+
+
+async def truncate(db, *tables: str) -> None:
+    from sqlalchemy import text
+
+    async with db.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE " + ", ".join(f"flet_montrg.{t}" for t in tables)))
+
+
+def psql_copy(database: str, path: Path) -> float:
+    """`psql` running `\\copy` of a binary COPY file into temperature_raw: a fresh process, timed
+    from spawn to exit."""
+    command = "\\copy flet_montrg.temperature_raw (" + ", ".join(RAW_COLUMNS) + f") FROM '{path}' WITH (FORMAT binary)"
+    started = time.perf_counter()
+    subprocess.run(["psql", f"{PG}/{database}", "-q", "-v", "ON_ERROR_STOP=1", "-c", command], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+async def snapshot_watermarks(db) -> list[tuple]:
+    from sqlalchemy import text
+
+    async with db.engine.connect() as conn:
+        return [tuple(r) for r in (await conn.execute(text("SELECT job_name, watermark, updated_dt FROM flet_montrg.etl_watermark"))).all()]
+
+
+async def restore_steady_state(db, last, corrected, watermarks) -> None:
+    """Back to 'the 1M rows loaded': the new readings gone, the corrected ones as first loaded, the watermark back."""
+    from sqlalchemy import text
+
+    async with db.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM flet_montrg.temperature_raw WHERE capture_dt > :last"), {"last": last})
+        await conn.execute(
+            text("UPDATE flet_montrg.temperature_raw r SET temperature = c.temperature "
+                 "FROM unnest(CAST(:locs AS text[]), CAST(:times AS timestamp[]), CAST(:temps AS float8[])) AS c(loc_id, capture_dt, temperature) "
+                 "WHERE r.loc_id = c.loc_id AND r.capture_dt = c.capture_dt"),
+            {"locs": corrected["loc_id"].to_list(), "times": corrected["capture_dt"].to_list(),
+             "temps": (corrected["temperature"] - 0.5).to_list()},
+        )
+        await conn.execute(text("DELETE FROM flet_montrg.etl_watermark"))
+        for job, mark, updated in watermarks:
+            await conn.execute(text("INSERT INTO flet_montrg.etl_watermark VALUES (:j, :w, :u)"), {"j": job, "w": mark, "u": updated})
+
+
+def flow_in_a_fresh_process(truncate_first: bool = True) -> dict:
+    """One temperature_raw_etl run in a new process, as a worker runs it, timed from spawn to exit."""
+    started = time.perf_counter()
     done = subprocess.run([sys.executable, __file__, "raw-etl-flow"], capture_output=True, text=True)
+    whole = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"the flow run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "whole": whole}
 
 
 async def raw_etl_flow() -> None:
-    """The IoT tables emptied, then one timed run; prints JSON (seconds, loaded, stored, peak RSS)."""
+    """One run; prints JSON (the flow call's seconds, loaded, stored, peak RSS)."""
     from sqlalchemy import text
-
-    import_startup_modules()  # start-up, not the run
 
     from blocks import load_database
     from flows import temperature_raw_etl
 
-    iot = await load_database("montrg-bench-raw-iot")
-    async with iot.engine.begin() as conn:
-        await conn.execute(text("TRUNCATE flet_montrg.temperature_raw, flet_montrg.temperature_raw_reject, flet_montrg.etl_watermark"))
     started = time.perf_counter()
     reports = await temperature_raw_etl(device_block="montrg-bench-device", device_table="dbo.temperature", source_block="montrg-bench-raw-iot")
     seconds = time.perf_counter() - started
+    iot = await load_database("montrg-bench-raw-iot")
     async with iot.engine.connect() as conn:
         stored = (await conn.execute(text("SELECT count(*) FROM flet_montrg.temperature_raw"))).scalar_one()
     await iot.dispose()
