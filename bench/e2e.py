@@ -14,6 +14,7 @@ the run (blocks, checks, artifacts, final state). Median of 3 for temperature-et
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import statistics
@@ -57,7 +58,8 @@ async def breakdown(run_id: str) -> dict[str, float]:
         artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
     work = 0.0
     for artifact in artifacts:
-        rows = artifact.data if isinstance(artifact.data, list) else []
+        data = json.loads(artifact.data) if isinstance(artifact.data, str) and artifact.type == "table" else artifact.data
+        rows = data if isinstance(data, list) else []
         work += sum(float(r.get("seconds", 0)) for r in rows if isinstance(r, dict) and r.get("window") != "total")
     created, pending, running, done = run.created, states["PENDING"], states["RUNNING"], states["COMPLETED"]
     return {
