@@ -160,6 +160,23 @@ async def test_a_later_upload_corrects_a_reading(raw_setup):
     assert (await raw_rows(iot)).filter(loc_id="L1")["temperature"].to_list() == [23.75]
 
 
+async def test_a_batch_of_new_readings_and_corrections_loads_both(raw_setup):
+    """Steady state: one batch holds readings after every stored one (copied straight in on
+    PostgreSQL) and a correction of a stored one (staged and upserted); both land, once."""
+    device, table, iot = raw_setup
+    await seed(device, table, GOOD)
+    await run(device, table, iot)
+    later = T0 + timedelta(hours=2)
+    await seed(device, table, [row("S1", 0, "23.75", uploaded=later), row("S1", 5, "24", uploaded=later),
+                               row("S2", 6, "25", uploaded=later)])
+
+    await run(device, table, iot)
+
+    stored = (await raw_rows(iot)).select("loc_id", "capture_dt", "temperature").rows()
+    assert stored == [("L1", T0, 23.75), ("L1", T0 + timedelta(minutes=5), 24.0), ("L2", T0, 24.25),
+                      ("L2", T0 + timedelta(minutes=6), 25.0), ("L3", T0 + timedelta(minutes=1), 19.0)]
+
+
 async def test_outlier_filter_moves_a_spike_to_the_reject_table(raw_setup):
     device, table, iot = raw_setup
     series = [row("S1", m, f"{22 + 0.1 * (m % 3):.1f}") for m in range(40)]

@@ -12,6 +12,7 @@ from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import (
     DateTime,
     Table,
+    func,
     or_,
     select,
 )
@@ -167,6 +168,17 @@ async def _write_raw(conn: AsyncConnection, df: pl.DataFrame, replace: bool, sch
     if conn.dialect.name == "postgresql":
         if await _copy_if_new(conn, df, schema):
             return df.height
+        # the batch overlaps stored readings (a re-read, re-uploads): what lies after the latest
+        # stored reading cannot collide and is copied straight in; only the rest is staged and
+        # upserted (steady state: most of a batch is new, a fraction re-read)
+        latest = (await conn.execute(select(func.max(temperature_raw.c.capture_dt)))).scalar()
+        copied = 0
+        if latest is not None:
+            fresh = df.filter(pl.col("capture_dt") > latest)
+            if fresh.height and await _copy_if_new(conn, fresh, schema):
+                copied, df = fresh.height, df.filter(pl.col("capture_dt") <= latest)
+        if df.is_empty():
+            return copied
         stage = await stage_copy(conn, "montrg_stage_raw", temperature_raw, df)
         stmt = pg_insert(temperature_raw).from_select(df.columns, select(*stage.c))
         if replace:
@@ -176,7 +188,7 @@ async def _write_raw(conn: AsyncConnection, df: pl.DataFrame, replace: bool, sch
             )
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-        return (await conn.execute(stmt)).rowcount
+        return copied + (await conn.execute(stmt)).rowcount
     before = await count_rows(conn, temperature_raw)
     if replace:
         await upsert_rows(conn, temperature_raw, keys, df)
