@@ -47,6 +47,7 @@ class ChunkReport:
     alerts_notified: int = 0
 
 
+ETL_JOB = "temperature-etl"  # the hourly job's watermark (etl_watermark.job_name), extended by the backfill too
 SOURCE_TABLES = [temperature_raw]  # what the hourly job and the backfill read
 TARGET_TABLES = [temperature, etl_watermark, thresholds, locations, alerts_table]  # what they read and write
 

@@ -20,10 +20,9 @@ from flows.core.settings import (
 )
 from flows.core.windows import backfill_plan
 from flows.fanout import artifact_key, run_chunks_on_pool
-from flows.hourly_chunk import RunReport, check_connections, process_chunks
+from flows.hourly_chunk import ETL_JOB, RunReport, check_connections, process_chunks
 from flows.params import TimeBound, Whole
 from flows.run_names import backfill_name, runtime_name
-from flows.temperature_etl import JOB as ETL_JOB
 
 
 @flow(name="temperature-backfill", flow_run_name=runtime_name(backfill_name))

@@ -22,11 +22,11 @@ from flows.core.settings import (
     poll_interval_seconds,
 )
 from flows.core.windows import DAY, HOUR, Window, check_hours, chunks, etl_window
-from flows.hourly_chunk import RunReport, check_connections, process_chunks
+from flows.hourly_chunk import ETL_JOB, RunReport, check_connections, process_chunks
 from flows.params import Hour, Whole
 from flows.run_names import etl_name, runtime_name
 
-JOB = "temperature-etl"
+JOB = ETL_JOB
 HEALTH_HOURS = 6  # the hours the plant-health artifact shows
 
 
