@@ -76,20 +76,3 @@ def start_server(env: dict[str, str]) -> subprocess.Popen | None:
             time.sleep(1)
     server.kill()
     raise RuntimeError("the Prefect server did not start")
-
-
-def import_startup_modules() -> None:
-    """Import what a flow run imports on first use, so that the timed part of a run is the run:
-    a worker's flow-run process has loaded these before the flow starts (Prefect's engines), or
-    pays them once per process (drivers, Prefect's lazy imports), never per chunk or row.
-    Measured here: about 0.25 s in all, mostly module bodies."""
-    import asyncpg  # noqa: F401 - SQLAlchemy's asyncpg dialect imports it on the first engine
-    import fastapi.encoders  # noqa: F401 - Prefect serialises flow parameters with it
-    import prefect.flow_engine  # noqa: F401
-    import prefect.task_engine  # noqa: F401
-    import prefect_sqlalchemy  # noqa: F401 - the blocks
-
-    import flows
-
-    for name in flows.__all__:  # the flows load on first use: load them all, as before the clock
-        getattr(flows, name)
