@@ -152,6 +152,16 @@ def every(loc: str, minutes: range, temperature: float = 20.0) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["loc_id", "capture_dt", "temperature", "humidity", "pcv_temperature"], orient="row")
 
 
+async def health_artifact() -> str:
+    """The latest `plant-health` artifact's markdown."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        found = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["plant-health"])))
+    return found[0].data
+
+
 async def coverage_of(target, prefix: str) -> list[tuple]:
     df = await query(target, f"SELECT loc_id, level, measured_value, status FROM {target.table('alerts')} "
                              "WHERE measure = 'coverage' AND loc_id LIKE :p ORDER BY loc_id, level", p=f"{prefix}%")
@@ -184,6 +194,10 @@ async def test_coverage_alerts_for_silent_and_half_filled_hours_resolve_when_rea
     ]
     stored = await query(target, f"SELECT loc_id, coverage FROM {target.table('temperature')} WHERE loc_id LIKE :p ORDER BY loc_id", p=f"{p}%")
     assert stored.rows() == [(f"{p}-DEF", round(60 / 360, 4)), (f"{p}-FULL", 1.0), (f"{p}-HALF", 0.5)]
+    # the plant-health artifact: worst first (SILENT red, then the orange ones by coverage), FULL last, OFF absent
+    table = [line for line in (await health_artifact()).splitlines() if line.startswith(f"| {p}")]
+    assert [line.split(" | ")[0].removeprefix("| ") for line in table] == [f"{p}-SILENT", f"{p}-DEF", f"{p}-HALF", f"{p}-FULL"]
+    assert "| red |" in table[0] and "| 0% |" in table[0] and "| 50% |" in table[2] and "| 100% |" in table[3]
 
     # the late readings arrive: HALF's second half-hour, and SILENT's first 20 minutes
     await sql.insert_raw(source.db, pl.concat([every(f"{p}-HALF", range(30, 60, 5)), every(f"{p}-SILENT", range(0, 20, 5))]))

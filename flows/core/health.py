@@ -127,8 +127,8 @@ def health_table(
     hourly: pl.DataFrame, expected: pl.DataFrame, open_alerts: pl.DataFrame, hours: list[datetime], limit: int = 50
 ) -> tuple[list[dict[str, object]], int]:
     """Per active location (and any location with an open alert): coverage of each of `hours`
-    and the open alerts, worst first (highest open level, then lowest coverage). Returns at most
-    `limit` rows and how many locations were left out of them."""
+    and the open alerts, worst first (highest open level, then lowest coverage in the last hour).
+    Returns at most `limit` rows and how many locations were left out of them."""
     cov = hourly.select(
         "loc_id",
         hour_start().alias("hour"),
@@ -138,7 +138,7 @@ def health_table(
     grid = locs.join(pl.DataFrame({"hour": hours}, schema={"hour": pl.Datetime("us")}), how="cross")
     cov = grid.join(cov, on=["loc_id", "hour"], how="left").with_columns(pl.col("coverage").fill_null(0.0))
     wide = cov.group_by("loc_id").agg(
-        pl.col("coverage").sort_by("hour").alias("by_hour"), pl.col("coverage").min().alias("lowest")
+        pl.col("coverage").sort_by("hour").alias("by_hour"), pl.col("coverage").sort_by("hour").last().alias("lowest")
     )
     rank = pl.col("level").replace_strict(LEVEL_RANK, default=0, return_dtype=pl.Int32)
     top = (
