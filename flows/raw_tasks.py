@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -11,6 +12,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 from sqlalchemy import Table, inspect
 
+from blocks import open_database
 from flows.core import readings
 from flows.core.errors import DatabaseUnavailable, MissingTableError, QueryFailed, is_transient
 from flows.core.io import sql
@@ -32,19 +34,34 @@ class LoadReport:
 
 
 @task(name="check-raw-tables", **RETRYING)
-async def check_raw_tables(iot: Database, device: Database | None = None, table: Table | None = None) -> None:
-    """The IoT database (and the device table, when given) answer and hold the needed tables."""
+async def check_raw_tables(iot: Database) -> None:
+    """The IoT database answers and holds the tables the raw load writes."""
     await require_tables(iot, RAW_TABLES, writes="source_block (the IoT database the readings are loaded into)")
-    if device is not None and table is not None:
-        try:
-            async with device.engine.connect() as conn:
-                have = await conn.run_sync(lambda c: inspect(c).has_table(table.name, schema=table.schema))
-        except Exception as exc:
-            if not is_transient(exc):
-                raise QueryFailed(f"{device.describe()}: looking for {table.fullname} failed: {device.redact(str(exc))}") from None
-            raise DatabaseUnavailable(f"{device.describe()} does not answer: {device.redact(str(exc))}") from None
-        if not have:
-            raise MissingTableError(f"{device.describe()}: missing table {table.fullname}; check the device_table parameter")
+
+
+@task(name="check-device-table", **RETRYING)
+async def check_device_table(device: Database, table: Table) -> None:
+    """The device table's database answers and holds `table` (checked first: it is what the raw
+    flows read, so a gateway database that does not answer is named before anything else)."""
+    try:
+        async with device.engine.connect() as conn:
+            have = await conn.run_sync(lambda c: inspect(c).has_table(table.name, schema=table.schema))
+    except Exception as exc:
+        if not is_transient(exc):
+            raise QueryFailed(f"{device.describe()}: looking for {table.fullname} failed: {device.redact(str(exc))}") from None
+        raise DatabaseUnavailable(f"{device.describe()} does not answer: {device.redact(str(exc))}") from None
+    if not have:
+        raise MissingTableError(f"{device.describe()}: missing table {table.fullname}; check the device_table parameter")
+
+
+@asynccontextmanager
+async def open_raw_databases(device_block: str, table: Table, source_block: str) -> AsyncIterator[tuple[Database, Database]]:
+    """(device, iot), each checked: the device table first, then the IoT database."""
+    async with open_database(device_block) as device:
+        await check_device_table(device, table)
+        async with open_database(source_block) as iot:
+            await check_raw_tables(iot)
+            yield device, iot
 
 
 @dataclass

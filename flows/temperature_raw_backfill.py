@@ -9,7 +9,6 @@ from prefect import flow
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.logging import get_run_logger
 
-from blocks import open_database
 from flows.core import readings
 from flows.core.io import sql
 from flows.core.schema import device_table as device_table_def
@@ -25,7 +24,7 @@ from flows.core.streams import ahead
 from flows.core.windows import backfill_plan
 from flows.fanout import artifact_key, run_chunks_on_pool
 from flows.params import TimeBound, Whole
-from flows.raw_tasks import LoadReport, check_raw_tables, load_readings, validate_batch
+from flows.raw_tasks import LoadReport, load_readings, open_raw_databases, validate_batch
 from flows.run_names import raw_backfill_name, runtime_name
 
 
@@ -85,8 +84,7 @@ async def temperature_raw_backfill(
             max_parallel, chunk_timeout_minutes, "temperature-raw-backfill",
         )
     reports: list[LoadReport] = []
-    async with open_database(source_block) as iot, open_database(device_block) as device:
-        await check_raw_tables(iot, device, table)
+    async with open_raw_databases(device_block, table, source_block) as (device, iot):
         progress = await acreate_progress_artifact(progress=0.0, key=artifact_key("temperature-raw-backfill"), description=str(window))
         sensor_map = await sql.read_sensors(iot)
 

@@ -10,14 +10,13 @@ from prefect import flow
 from prefect.artifacts import acreate_table_artifact
 from prefect.logging import get_run_logger
 
-from blocks import open_database
 from flows.core import readings
 from flows.core.io import sql
 from flows.core.schema import device_table as device_table_def
 from flows.core.settings import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE, DEFAULT_SOURCE_BLOCK, check_identifier
 from flows.core.streams import ahead
 from flows.core.windows import check_range
-from flows.raw_tasks import LoadReport, check_raw_tables, load_readings, validate_batch
+from flows.raw_tasks import LoadReport, load_readings, open_raw_databases, validate_batch
 from flows.run_names import raw_etl_name, runtime_name
 
 
@@ -71,8 +70,7 @@ async def temperature_raw_etl(
     source = f"device:{device_block}/{device_table}"
     logger = get_run_logger()
     reports: list[LoadReport] = []
-    async with open_database(source_block) as iot, open_database(device_block) as device:
-        await check_raw_tables(iot, device, table)
+    async with open_raw_databases(device_block, table, source_block) as (device, iot):
         watermark = await sql.get_watermark(iot, job)
         after = None if watermark is None else watermark - timedelta(minutes=overlap_minutes)
         logger.info("reading %s with %s after %s, %d rows per batch", source, watermark_column, after or "the beginning", batch_rows)
