@@ -123,7 +123,7 @@ async def create_block(name: str, url: str | URL, overwrite: bool = True, schema
 
     block = block_from_url(url)
     other = SqlAlchemyConnector if isinstance(block, AsyncSqlAlchemyConnector) else AsyncSqlAlchemyConnector
-    replaced = await _exists(other, name)  # the same name, the other kind of block (SQL Server <-> the rest)
+    replaced = await _load(other, name) is not None  # the same name, the other kind of block (SQL Server <-> the rest)
     if replaced and not overwrite:
         raise ValueError(f"block {name!r} already exists; leave out --no-overwrite to replace it")
     await block.save(name, overwrite=overwrite)
@@ -132,14 +132,14 @@ async def create_block(name: str, url: str | URL, overwrite: bool = True, schema
     return async_url(url).render_as_string(hide_password=True)
 
 
-async def _exists(kind, name: str) -> bool:
+async def _load(kind, name: str):
+    """Block `name` of block class `kind`, or None when the server has none of that kind and name."""
     try:
-        await kind.aload(name)
+        return await kind.aload(name)
     except ValueError as exc:
         if "Unable to find" not in str(exc):
             raise
-        return False
-    return True
+        return None
 
 
 async def load_database(name: str) -> Database:
@@ -149,11 +149,8 @@ async def load_database(name: str) -> Database:
     if not isinstance(name, str) or not _BLOCK_NAME.fullmatch(name):
         raise ValueError(f"block name {name!r} is not valid: lowercase letters, digits and dashes (e.g. pg-fdw-v1-iot)")
     for kind in (AsyncSqlAlchemyConnector, SqlAlchemyConnector):  # the second: SQL Server (see above)
-        try:
-            block = await kind.load(name)
-        except ValueError as exc:
-            if "Unable to find" not in str(exc):
-                raise
+        block = await _load(kind, name)
+        if block is None:
             continue
         url = block._rendered_url
         if kind is SqlAlchemyConnector:
