@@ -14,13 +14,13 @@ from sqlalchemy import Table, inspect
 
 from blocks import open_database
 from flows.core import readings
-from flows.core.errors import DatabaseUnavailable, MissingTableError, QueryFailed, is_transient
+from flows.core.errors import MissingTableError
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.schema import etl_watermark, sensors, temperature_raw, temperature_raw_reject
 from flows.core.settings import plant_now, plant_tz
 from flows.core.windows import HOUR, Window
-from flows.task_policy import RETRYING, require_tables
+from flows.task_policy import RETRYING, answering, require_tables
 
 RAW_TABLES = [temperature_raw, temperature_raw_reject, sensors, etl_watermark]
 
@@ -43,13 +43,8 @@ async def check_raw_tables(iot: Database) -> None:
 async def check_device_table(device: Database, table: Table) -> None:
     """The device table's database answers and holds `table` (checked first: it is what the raw
     flows read, so a gateway database that does not answer is named before anything else)."""
-    try:
-        async with device.engine.connect() as conn:
-            have = await conn.run_sync(lambda c: inspect(c).has_table(table.name, schema=table.schema))
-    except Exception as exc:
-        if not is_transient(exc):
-            raise QueryFailed(f"{device.describe()}: looking for {table.fullname} failed: {device.redact(str(exc))}") from None
-        raise DatabaseUnavailable(f"{device.describe()} does not answer: {device.redact(str(exc))}") from None
+    async with answering(device, f"looking for {table.fullname}"), device.engine.connect() as conn:
+        have = await conn.run_sync(lambda c: inspect(c).has_table(table.name, schema=table.schema))
     if not have:
         raise MissingTableError(f"{device.describe()}: missing table {table.fullname}; check the device_table parameter")
 

@@ -7,13 +7,14 @@ data and SQL errors fail at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from sqlalchemy import Table
 
-from flows.core.errors import DatabaseUnavailable, MissingTableError, is_transient
+from flows.core.errors import DatabaseUnavailable, MissingTableError, QueryFailed, is_transient
 from flows.core.io import sql
 from flows.core.io.sql import Database
 from flows.core.settings import retry_backoff_seconds
@@ -33,19 +34,29 @@ RETRYING = dict(
 
 
 
+@asynccontextmanager
+async def answering(db: Database, what: str | None = None) -> AsyncIterator[None]:
+    """Errors a retry can cure become DatabaseUnavailable ("... does not answer"), naming the block
+    with its password masked; with `what`, any other error becomes QueryFailed alike."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transient(exc):
+            raise DatabaseUnavailable(f"{db.describe()} does not answer: {db.redact(str(exc))}") from None
+        if what is None:
+            raise
+        raise QueryFailed(f"{db.describe()}: {what} failed: {db.redact(str(exc))}") from None
+
+
 async def require_tables(db: Database, tables: Iterable[Table], writes: str | None = None) -> str:
     """`db` answers and holds `tables`; returns its version. Raises ConnectionError (retried) when it
     does not answer, MissingTableError naming the block, the tables and the command that creates them.
     `writes` names the role of a database the flow writes to (a SQL Server or Oracle block is refused)."""
     if writes is not None:
         db.require_writable(writes)
-    try:
+    async with answering(db):
         version = await sql.ping(db)
         missing = await sql.missing_tables(db, tables)
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        raise DatabaseUnavailable(f"{db.describe()} does not answer: {db.redact(str(exc))}") from None
     if missing:
         where = f"{db.schema}." if db.schema else ""
         raise MissingTableError(
