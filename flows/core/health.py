@@ -21,6 +21,11 @@ LEVEL_RANK = {level: rank for rank, level in enumerate(ALERT_LEVELS, start=1)}
 COVERAGE_DECIMALS = 4
 
 
+def _rank() -> pl.Expr:
+    """The rank of `level` (LEVEL_RANK; 0 for anything else)."""
+    return pl.col("level").replace_strict(LEVEL_RANK, default=0, return_dtype=pl.Int32)
+
+
 def expected_readings(locations: pl.DataFrame, default_interval_s: float) -> pl.DataFrame:
     """Per location (loc_id, is_active): readings expected in an hour, from its polling interval."""
     interval = pl.col("poll_interval_s").cast(pl.Float64).fill_null(default_interval_s)
@@ -103,14 +108,13 @@ def to_notify(breaches: pl.DataFrame, open_before: pl.DataFrame, notify_since: d
     `open_before` holds (loc_id, alert_time, measure, level) of the alerts open before. The result
     is `breaches`' rows with `replaces`: the highest level open before (None for a first breach).
     """
-    rank = pl.col("level").replace_strict(LEVEL_RANK, default=0, return_dtype=pl.Int32)
     top = (
-        breaches.with_columns(rank.alias("_rank"))
+        breaches.with_columns(_rank().alias("_rank"))
         .sort("_rank", descending=True)
         .unique(subset=GROUP, keep="first", maintain_order=True)
     )
     before = (
-        open_before.with_columns(rank.alias("_before"))
+        open_before.with_columns(_rank().alias("_before"))
         .sort("_before", descending=True)
         .unique(subset=GROUP, keep="first")
         .select(*GROUP, pl.col("level").alias("replaces"), "_before")
@@ -140,9 +144,8 @@ def health_table(
     wide = cov.group_by("loc_id").agg(
         pl.col("coverage").sort_by("hour").alias("by_hour"), pl.col("coverage").sort_by("hour").last().alias("lowest")
     )
-    rank = pl.col("level").replace_strict(LEVEL_RANK, default=0, return_dtype=pl.Int32)
     top = (
-        open_alerts.with_columns(rank.alias("rank"))
+        open_alerts.with_columns(_rank().alias("rank"))
         .sort("rank", descending=True)
         .group_by("loc_id", maintain_order=True)
         .agg(pl.col("level").first().alias("worst"), pl.col("rank").first(),

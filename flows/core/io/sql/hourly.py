@@ -214,7 +214,5 @@ async def source_horizon(db: Database) -> datetime | None:
     """The hour of the source's earliest reading (None: it holds none). Before it, the source no
     longer keeps (or never had) readings, so nothing there is judged from their absence."""
     async with db.engine.connect() as conn:
-        first = (await conn.execute(horizon_query())).scalar_one()
-    if isinstance(first, str):  # SQLite without type detection
-        first = datetime.fromisoformat(first)
+        first = (await conn.execute(horizon_query())).scalar_one()  # a datetime on every dialect (MIN keeps the type)
     return None if first is None else first.replace(minute=0, second=0, microsecond=0)
