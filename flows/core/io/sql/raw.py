@@ -175,7 +175,7 @@ async def _write_raw(conn: AsyncConnection, df: pl.DataFrame, replace: bool, sch
         copied = 0
         if latest is not None:
             fresh = df.filter(pl.col("capture_dt") > latest)
-            if fresh.height and await _copy_if_new(conn, fresh, schema):
+            if fresh.height and await _copy_in_savepoint(conn, fresh, schema):
                 copied, df = fresh.height, df.filter(pl.col("capture_dt") <= latest)
         if df.is_empty():
             return copied
@@ -207,11 +207,14 @@ async def _copy_if_new(conn: AsyncConnection, df: pl.DataFrame, schema: str | No
     t = temperature_raw
     lo, hi = df["capture_dt"].min(), df["capture_dt"].max()
     taken = (await conn.execute(select(t.c.capture_dt).where(t.c.capture_dt.between(lo, hi)).limit(1))).first()
-    if taken is not None:
-        return False
+    return taken is None and await _copy_in_savepoint(conn, df, schema)
+
+
+async def _copy_in_savepoint(conn: AsyncConnection, df: pl.DataFrame, schema: str | None) -> bool:
+    """COPY `df` into temperature_raw in a savepoint; False (rolled back) when a row collides."""
     try:
         async with conn.begin_nested():
-            await copy_records(conn, t, schema, df)
+            await copy_records(conn, temperature_raw, schema, df)
     except (IntegrityError, UniqueViolationError):  # the raw driver's error: COPY bypasses SQLAlchemy's wrapping
         return False
     return True
