@@ -18,13 +18,12 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hourly  # noqa: E402
-from common import PG, start_server  # noqa: E402
+from common import PG, start_server, timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = ROOT / ".venv-airflow" / "bin" / "airflow"
@@ -44,13 +43,7 @@ def airflow_env(source: str) -> dict[str, str]:
 def dags_test(dag: str, date: str, source: str, conf: dict | None = None) -> float:
     """`airflow dags test` of `dag` for `date`, timed from spawn to exit."""
     args = [str(AIRFLOW), "dags", "test", dag, date] + (["-c", json.dumps(conf)] if conf else [])
-    started = time.perf_counter()
-    done = subprocess.run(args, env=airflow_env(source), capture_output=True, text=True, cwd=ROOT)
-    seconds = time.perf_counter() - started
-    output = done.stdout + done.stderr
-    if done.returncode != 0 or "state=success" not in output:
-        raise RuntimeError(f"airflow dags test {dag} did not succeed:\n{output[-3000:]}")
-    return seconds
+    return timed(args, airflow_env(source), succeeded="state=success")[0]
 
 
 def main() -> None:

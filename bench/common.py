@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -10,6 +11,27 @@ import time
 from pathlib import Path
 
 PG = os.environ.get("MONTRG_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, succeeded: str | None = None) -> tuple[float, str]:
+    """Run `argv` as a fresh process, timed from spawn to exit (what a user pays); returns the
+    seconds and its stdout. Raises with the end of its output when it fails, or when `succeeded`
+    is given and its output lacks it."""
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - started
+    output = done.stdout + done.stderr
+    if done.returncode != 0 or (succeeded is not None and succeeded not in output):
+        raise RuntimeError(f"{' '.join(argv[:5])} did not succeed:\n{output[-3000:]}")
+    return seconds, done.stdout
+
+
+def json_child(script: str, args: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run `script` with `args` in a fresh process (timed); the JSON it printed last, plus `whole`:
+    the process's wall time from spawn to exit."""
+    whole, stdout = timed([sys.executable, script, *args], env)
+    return {**json.loads(stdout.strip().splitlines()[-1]), "whole": whole}
 
 
 async def create_databases(names: list[str], fresh: bool = True) -> None:

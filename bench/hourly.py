@@ -31,7 +31,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
@@ -39,7 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PG, create_databases, init_block, peak_rss_mb, start_server  # noqa: E402
+from common import PG, create_databases, init_block, json_child, peak_rss_mb, start_server, timed  # noqa: E402
 
 LOCATIONS = 200
 START = datetime(2024, 3, 1)
@@ -269,20 +268,12 @@ def disagreements(tables: dict[str, dict]) -> list[str]:
 
 
 def child(args: list[str], env: dict[str, str]) -> dict:
-    """Run this file with `args` in a fresh process; its JSON, plus `whole`: the process's wall time
-    from spawn to exit, measured here."""
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, cwd=ROOT)
-    whole = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "whole": whole}
+    """This file with `args` in a fresh process: its JSON, plus `whole` (common.json_child)."""
+    return json_child(__file__, args, env)
 
 
 def command_seconds(code: str, env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
-    return time.perf_counter() - started
+    return timed([sys.executable, "-c", code], env)[0]
 
 
 def median(runs: list[dict], key: str) -> float:

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -29,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PG, create_databases, init_block, peak_rss_mb, start_server  # noqa: E402
+from common import PG, create_databases, init_block, json_child, peak_rss_mb, start_server, timed  # noqa: E402
 
 ROWS = int(os.environ.get("MONTRG_BENCH_RAW_ROWS", "1000000"))
 NEW_ROWS, REUPLOADS = ROWS // 10, ROWS // 100
@@ -115,7 +114,7 @@ async def raw_etl() -> None:
         psql_copy("montrg_bench_raw_ref", everything)
         steady["copy"].append(psql_copy("montrg_bench_raw_ref", new_file))
         await restore_steady_state(iot, last, corrected, saved)
-        flow = flow_in_a_fresh_process(truncate_first=False)
+        flow = flow_in_a_fresh_process()
         steady["flow"].append(flow["whole"])
         steady["flow_work"].append(flow["seconds"])
         steady_ratios.append(steady["copy"][-1] / flow["whole"])
@@ -159,9 +158,7 @@ def psql_copy(database: str, path: Path) -> float:
     """`psql` running `\\copy` of a binary COPY file into temperature_raw: a fresh process, timed
     from spawn to exit."""
     command = "\\copy flet_montrg.temperature_raw (" + ", ".join(RAW_COLUMNS) + f") FROM '{path}' WITH (FORMAT binary)"
-    started = time.perf_counter()
-    subprocess.run(["psql", f"{PG}/{database}", "-q", "-v", "ON_ERROR_STOP=1", "-c", command], check=True, capture_output=True)
-    return time.perf_counter() - started
+    return timed(["psql", f"{PG}/{database}", "-q", "-v", "ON_ERROR_STOP=1", "-c", command])[0]
 
 
 async def snapshot_watermarks(db) -> list[tuple]:
@@ -189,14 +186,9 @@ async def restore_steady_state(db, last, corrected, watermarks) -> None:
             await conn.execute(text("INSERT INTO flet_montrg.etl_watermark VALUES (:j, :w, :u)"), {"j": job, "w": mark, "u": updated})
 
 
-def flow_in_a_fresh_process(truncate_first: bool = True) -> dict:
+def flow_in_a_fresh_process() -> dict:
     """One temperature_raw_etl run in a new process, as a worker runs it, timed from spawn to exit."""
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "raw-etl-flow"], capture_output=True, text=True)
-    whole = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"the flow run failed:\n{done.stderr[-3000:]}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "whole": whole}
+    return json_child(__file__, ["raw-etl-flow"])
 
 
 async def raw_etl_flow() -> None:
