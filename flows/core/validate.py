@@ -66,7 +66,7 @@ def missing_keys(expected: pl.DataFrame, actual: pl.DataFrame) -> pl.DataFrame:
 
 def differing_rows(stored: pl.DataFrame, computed: pl.DataFrame) -> pl.DataFrame:
     """Rows of `stored` whose values differ from `computed`'s row of the same key (NULLs equal)."""
-    return stored.join(computed, on=[c for c in STORED_COLUMNS if c in computed.columns], how="anti", nulls_equal=True).with_columns(
+    return stored.join(computed, on=list(STORED_COLUMNS), how="anti", nulls_equal=True).with_columns(
         problem=pl.lit("target differs from computed")
     )
 

@@ -175,8 +175,6 @@ async def upsert_hourly(
     the window, and before `prune_from` (hours whose raw readings the source no longer keeps), are
     never touched.
     """
-    if "coverage" not in hourly.columns:
-        hourly = hourly.with_columns(coverage=pl.lit(None, pl.Float64))
     hourly = hourly.select(STORED_COLUMNS).cast(hourly_schema())  # type: ignore[arg-type]
     async with locked_transaction(db, "temperature") as conn:
         existing = await read_hourly(db, window, conn)
