@@ -14,7 +14,6 @@ from uuid import UUID
 import yaml
 
 AUTOMATIONS_DIR = Path(__file__).resolve().parents[1] / "deployments" / "automations"
-PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 SLA_FILE = "hourly-sla.yaml"
 
 
