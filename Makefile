@@ -30,6 +30,7 @@ test: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -ra -m "not slow"

@@ -53,7 +53,7 @@ async def create_databases(names: list[str], fresh: bool = True) -> None:
 async def init_block(block: str, database: str):
     """Save block `block` for `database` on the bench server and create the schema; an open Database."""
     from blocks import create_block, load_database
-    from flows.core.schema import init_schema
+    from flows.store.schema import init_schema
 
     await create_block(block, f"{PG}/{database}")
     db = await load_database(block)

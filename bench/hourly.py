@@ -88,7 +88,7 @@ async def fill(database: str, rows: int, locations: int, lo: datetime, hi: datet
     from sqlalchemy import text
 
     from blocks import load_database
-    from flows.core import simulate
+    from flows.ops import simulate
 
     d = await load_database(block(database))
     async with d.engine.connect() as conn:
@@ -194,7 +194,7 @@ async def one(way: str, size: str) -> None:
     """One measured run in this process; prints JSON: the work's seconds (after this process's
     imports), location-hours written, peak RSS. The parent times the whole process."""
     if way == "flow":
-        import flows.temperature_backfill  # noqa: F401 - imported before the inner clock (the parent's counts it)
+        import flows.pipelines.temperature_backfill  # noqa: F401 - imported before the inner clock (the parent's counts it)
     fn = {"A": way_a, "B": way_b, "flow": way_flow}[way]
     started = time.perf_counter()
     groups = await fn(size)
@@ -318,7 +318,7 @@ def backfills(env: dict[str, str]) -> bool:
 
 def fixed_cost(env: dict[str, str]) -> None:
     imports = {code: [command_seconds(code, env) for _ in range(REPEATS)]
-               for code in ("import prefect, prefect_sqlalchemy", "import flows", "import flows.temperature_backfill")}
+               for code in ("import prefect, prefect_sqlalchemy", "import flows", "import flows.pipelines.temperature_backfill")}
     runs = [child(["fixed"], env) for _ in range(REPEATS)]
     base = statistics.median(imports["import prefect, prefect_sqlalchemy"])
     print(f"a flow run's fixed cost, fresh processes, median of {REPEATS}")
@@ -332,7 +332,7 @@ def fixed_cost(env: dict[str, str]) -> None:
 def hourly_job(env: dict[str, str]) -> None:
     from zoneinfo import ZoneInfo
 
-    from flows.core.windows import etl_window
+    from flows.domain.windows import etl_window
 
     hour = START + timedelta(days=3, hours=14)
     window = etl_window(hour, hour, 3, ZoneInfo("Asia/Seoul"))

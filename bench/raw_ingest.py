@@ -42,8 +42,8 @@ async def raw_etl() -> None:
     import polars as pl
     from sqlalchemy import MetaData, insert, text
 
-    from flows.core import simulate
-    from flows.core.schema import device_table, sensors
+    from flows.ops import simulate
+    from flows.store.schema import device_table, sensors
 
     await create_databases(["montrg_bench_raw_iot", "montrg_bench_raw_ref", "montrg_bench_device"])
     iot = await init_block("montrg-bench-raw-iot", "montrg_bench_raw_iot")
@@ -68,8 +68,8 @@ async def raw_etl() -> None:
     await device.dispose()
 
     # the references' input: binary COPY files of the typed rows, made before any clock starts
-    from flows.core.io.sql import pgcopy
-    from flows.core.schema import temperature_raw
+    from flows.store import pgcopy
+    from flows.store.schema import temperature_raw
 
     DATA.mkdir(exist_ok=True)
     everything, new_file = DATA / "raw-all.bin", DATA / "raw-new.bin"
@@ -199,7 +199,7 @@ async def raw_etl_flow() -> None:
     from flows import temperature_raw_etl
 
     started = time.perf_counter()
-    reports = await temperature_raw_etl(device_block="montrg-bench-device", device_table="dbo.temperature", source_block="montrg-bench-raw-iot")
+    reports = await temperature_raw_etl(device_block="montrg-bench-device", device_table="dbo.temperature", iot_block="montrg-bench-raw-iot")
     seconds = time.perf_counter() - started
     iot = await load_database("montrg-bench-raw-iot")
     async with iot.engine.connect() as conn:
@@ -212,9 +212,9 @@ async def collect(devices: int = 500) -> None:
     from sqlalchemy import insert
 
     from flows import sensor_collect
-    from flows.core.io.modbus import Register
-    from flows.core.io.modbus_sim import DEVICES_PER_ENDPOINT, SimSensor, SimulatedEndpoint
-    from flows.core.schema import sensors
+    from flows.ops.modbus_sim import DEVICES_PER_ENDPOINT, SimSensor, SimulatedEndpoint
+    from flows.store.modbus import Register
+    from flows.store.schema import sensors
 
     regs = {"temperature": Register(1), "humidity": Register(3), "pcv_temperature": Register(5)}
     sims = [SimSensor(i % DEVICES_PER_ENDPOINT + 1, regs, {"temperature": 21.5, "humidity": 48.0, "pcv_temperature": 24.0}) for i in range(devices)]
@@ -229,7 +229,7 @@ async def collect(devices: int = 500) -> None:
             for n, (ep, s) in enumerate(((ep, s) for ep, g in zip(endpoints, groups) for s in g))
         ])
     await iot.dispose()
-    report = await sensor_collect(interval_seconds=1, duration_seconds=5, timeout_seconds=0.9, source_block="montrg-bench-collect")
+    report = await sensor_collect(interval_seconds=1, duration_seconds=5, timeout_seconds=0.9, iot_block="montrg-bench-collect")
     for ep in endpoints:
         await ep.stop()
     cycles = report.seconds_per_cycle
@@ -239,7 +239,7 @@ async def collect(devices: int = 500) -> None:
 
 
 if __name__ == "__main__":
-    from flows.core.settings import apply_prefect_defaults
+    from flows.settings import apply_prefect_defaults
 
     apply_prefect_defaults()
     command = sys.argv[1] if len(sys.argv) > 1 else ""

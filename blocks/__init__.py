@@ -22,9 +22,10 @@ from contextlib import asynccontextmanager
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-# a database's home is flows.core.io.sql.connection, which imports neither Prefect nor the flows
-from flows.core.io.sql.connection import SCHEMA_PARAMETER, Database
-from flows.core.settings import check_identifier
+from flows.settings import check_identifier
+
+# a database's home is flows.store.connection, which imports neither Prefect nor the flows
+from flows.store.connection import SCHEMA_PARAMETER, Database
 
 __all__ = ["async_url", "block_from_url", "create_block", "load_database", "open_database", "BlockNotFound"]
 

@@ -8,7 +8,7 @@ Queues, lower priority number served first: `hourly` (the hourly job, raw ingest
 `default` (master sync), `backfill-chunks` (the chunks a fanned-out backfill hands to the pool)
 and `backfill` (backfills themselves). `backfill` and `backfill-chunks` have concurrency limits, so
 backfills never starve the hourly job, and the chunks have a queue of their own, so a parent
-waiting for its chunks never holds a slot they need (flows/fanout.py explains why that cannot
+waiting for its chunks never holds a slot they need (flows/pipelines/fanout.py explains why that cannot
 deadlock).
 
 A scheduled run carries no job variables of its own: it runs with the deployment's and the pool's
@@ -28,7 +28,7 @@ import asyncio
 import copy
 from typing import Any
 
-from flows.core.settings import CHUNK_QUEUE, DEFAULT_POOL
+from flows.settings import CHUNK_QUEUE, DEFAULT_POOL
 
 QUEUES = {  # name: (priority, description)
     "hourly": (1, "the hourly job, raw ingest and sensor collection"),

@@ -80,18 +80,18 @@ async def set_up_databases(names: dict[str, str], env: dict[str, str]) -> tuple:
     from sqlalchemy import MetaData, text
 
     from blocks import create_block, open_database
-    from flows import demo
-    from flows.core.schema import device_table, init_schema
-    from flows.core.settings import plant_now
+    from flows.ops import seed
+    from flows.settings import plant_now
+    from flows.store.schema import device_table, init_schema
 
     for name in names.values():
         await admin(f'CREATE DATABASE "{name}"')
     for block, role in (("pg-fdw-v1-iot", "iot"), ("pg-fdw-v2-hq", "hq"), ("montrg-device", "gw")):
         await create_block(block, f"{PG}/{names[role]}")
-    cfg = demo.DemoSettings()
+    cfg = seed.FloorSettings()
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the floor's server: a poller that hung up is not news
     now = plant_now()
-    floor, silent = await demo.start_floor(cfg, now)
+    floor, silent = await seed.start_floor(cfg, now)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     async with open_database("pg-fdw-v1-iot") as iot, open_database("pg-fdw-v2-hq") as hq, open_database("montrg-device") as gw:
         for db in (iot, hq):
@@ -101,8 +101,8 @@ async def set_up_databases(names: dict[str, str], env: dict[str, str]) -> tuple:
         async with gw.engine.begin() as conn:
             await conn.execute(text("CREATE SCHEMA dbo"))
             await conn.run_sync(gateway.metadata.create_all)
-        await demo.seed_master(iot, cfg, floor.port, silent.port)
-        await demo.seed_history(iot, cfg, today - timedelta(days=2), today)
+        await seed.seed_master(iot, cfg, floor.port, silent.port)
+        await seed.seed_history(iot, cfg, today - timedelta(days=2), today)
     return cfg, floor, silent, today
 
 
@@ -111,9 +111,9 @@ async def feed_gateway(stop: asyncio.Event, cfg) -> int:
     from sqlalchemy import MetaData, insert
 
     from blocks import open_database
-    from flows.core import simulate
-    from flows.core.schema import device_table
-    from flows.core.settings import plant_now
+    from flows.ops import simulate
+    from flows.settings import plant_now
+    from flows.store.schema import device_table
 
     gateway = device_table("dbo.temperature", MetaData())
     written = 0
@@ -142,7 +142,7 @@ def text(value: float | None) -> str | None:
 
 
 def demo_prefix() -> str:
-    from flows.demo import PREFIX
+    from flows.ops.seed import PREFIX
 
     return PREFIX
 
@@ -262,7 +262,7 @@ def same(expected: tuple, got: tuple) -> bool:
 
 
 async def soak(minutes: float, home: Path, port: int) -> int:
-    from flows.core.settings import plant_now
+    from flows.settings import plant_now
 
     env = {**os.environ, "MONTRG_BASE_IMAGE": BASE, "MONTRG_DOCKER_BUILD_NETWORK": "host"}
     tag = uuid.uuid4().hex[:8]

@@ -1,19 +1,23 @@
 """flet-montrg's Prefect flows: `from flows import temperature_etl`.
 
-Each flow is an async Prefect flow; its Prefect name is the kebab-case of its function name.
-The flows load on first use, so `flows.core` (no Prefect in there) and the `montrg` command line
-start without importing Prefect; Prefect's local defaults (flows.core.settings) are put into the
-environment first, since Prefect reads its settings when it is imported.
+Each flow is an async Prefect flow; its Prefect name is the kebab-case of its function name. The
+package is layered, each layer importing only the ones below it (README, Layout; `make lint`
+checks it with import-linter):
+
+    flows.ops        the `montrg` CLI, doctor, automations, demo and its seeding helpers
+    flows.pipelines  Prefect tasks and flows, one module per flow
+    blocks           the database blocks (a top-level package beside this one)
+    flows.store      databases and Modbus: reads, and the execution of plans
+    flows.settings   the configuration, read from the environment when asked
+    flows.domain     pure rules: frames and values in, frames, values and plans out
+    flows.errors     every error of our own
+
+The flows load on first use, so `flows.domain` and the `montrg` command line start without
+importing Prefect. Importing this package changes nothing in the environment.
 """
 
-import sys
-import types
 from importlib import import_module
 from typing import Any
-
-from flows.core.settings import apply_prefect_defaults
-
-apply_prefect_defaults()
 
 __all__ = [
     "master_etl",
@@ -25,24 +29,13 @@ __all__ = [
 ]
 
 
-class _Flows(types.ModuleType):
-    """The package, where `flows.temperature_etl` is always the flow: importing the module of the
-    same name (flows/temperature_etl.py) does not replace it (the module stays in sys.modules)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in __all__ and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in __all__:
-            flow = getattr(import_module(f"flows.{name}"), name)
-            super().__setattr__(name, flow)
-            return flow
-        raise AttributeError(f"module 'flows' has no attribute {name!r}")
-
-    def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), *__all__})
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        flow = getattr(import_module(f"flows.pipelines.{name}"), name)
+        globals()[name] = flow
+        return flow
+    raise AttributeError(f"module 'flows' has no attribute {name!r}")
 
 
-sys.modules[__name__].__class__ = _Flows
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
-import flows  # noqa: E402,F401 - sets Prefect's local defaults (flows.core.settings) before Prefect loads
+import flows.pipelines  # noqa: E402,F401 - sets Prefect's local defaults (flows.settings) before Prefect loads
 from tests.helpers import Db, make_db, unique  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("MONTRG_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
@@ -35,9 +35,9 @@ def prefect_server():
 
 @pytest.fixture(autouse=True)
 def _prefect_unless_pure(request):
-    """Every test gets the session's Prefect server but the pure ones of tests/core/, which need
-    no service and run in a second: `pytest tests/core`."""
-    if request.node.path.parent.name != "core":
+    """Every test gets the session's Prefect server but the pure ones of tests/pure/, which need
+    no service and run in a second: `pytest tests/pure`."""
+    if request.node.path.parent.name != "pure":
         request.getfixturevalue("prefect_server")
 
 

@@ -10,8 +10,8 @@ import polars as pl
 from sqlalchemy import text
 
 from blocks import create_block, load_database
-from flows.core.io.sql import Database
-from flows.core.schema import init_schema
+from flows.store import Database
+from flows.store.schema import init_schema
 
 MEASURES = ("temperature", "humidity", "pcv_temperature")
 

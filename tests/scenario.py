@@ -6,8 +6,8 @@ from datetime import datetime
 
 import polars as pl
 
-from flows.core.aggregate import RAW_SCHEMA
-from flows.core.simulate import readings
+from flows.domain.aggregate import RAW_SCHEMA
+from flows.ops.simulate import readings
 
 RANGE_START = datetime(2024, 1, 31)  # backfill start=2024-01-31 end=2024-02-01 covers
 RANGE_END = datetime(2024, 2, 2)  # [RANGE_START, RANGE_END): a day and a month boundary

@@ -11,9 +11,8 @@ import polars as pl
 import pytest
 from sqlalchemy import insert, text
 
-from flows import temperature_backfill, temperature_etl
-from flows.core.io import sql
-from flows.core.schema import locations, thresholds
+from flows import store, temperature_backfill, temperature_etl
+from flows.store.schema import locations, thresholds
 from tests.helpers import query, unique
 
 HOUR = datetime(2024, 3, 1, 10)
@@ -53,7 +52,7 @@ async def test_alerts_are_exact_once_and_resolve_when_corrected(alert_pair):
             {"threshold_id": 4, "threshold_type": "temperature", "level": "yellow", "min_value": 10.0, "max_value": 50.0, "loc_id": "HOT2", "is_active": True},
             {"threshold_id": 5, "threshold_type": "temperature", "level": "red", "min_value": 0.0, "max_value": 1.0, "is_active": False},
         ]])
-    await sql.insert_raw(source.db, readings({"COOL": [20.0, 21.0], "HOT": [25.0, 33.0], "HOTTER": [25.0, 36.0], "HOT2": [36.0]}))
+    await store.insert_raw(source.db, readings({"COOL": [20.0, 21.0], "HOT": [25.0, 33.0], "HOTTER": [25.0, 36.0], "HOT2": [36.0]}))
     since = datetime.now(UTC)  # events are stamped when emitted, on this machine's clock
 
     first = await run_hour(source, target)
@@ -124,9 +123,9 @@ async def test_an_hour_that_goes_from_yellow_to_red_escalates_once(alert_pair):
     await set_thresholds(target, [("yellow", 30.0), ("orange", 33.0), ("red", 35.0)])
     loc = unique("ESC-")
     since = datetime.now(UTC)
-    await sql.insert_raw(source.db, readings({loc: [25.0, 31.0]}))
+    await store.insert_raw(source.db, readings({loc: [25.0, 31.0]}))
     first = await run_hour(source, target)
-    await sql.insert_raw(source.db, readings({loc: [25.0, 31.0, 36.0]}).tail(1))  # a late reading, hotter
+    await store.insert_raw(source.db, readings({loc: [25.0, 31.0, 36.0]}).tail(1))  # a late reading, hotter
     escalated = await run_hour(source, target)
     again = await run_hour(source, target)
 
@@ -174,7 +173,7 @@ async def test_coverage_alerts_for_silent_and_half_filled_hours_resolve_when_rea
     # every 5 minutes: 12 readings expected per hour; OFF is deactivated, DEF polls at the plant default (10 s)
     await set_locations(target, [(f"{p}-FULL", True, 300), (f"{p}-HALF", True, 300), (f"{p}-SILENT", True, 300),
                                  (f"{p}-OFF", False, 300), (f"{p}-DEF", True, None)])
-    await sql.insert_raw(source.db, pl.concat([every(f"{p}-FULL", range(0, 60, 5)), every(f"{p}-HALF", range(0, 30, 5)),
+    await store.insert_raw(source.db, pl.concat([every(f"{p}-FULL", range(0, 60, 5)), every(f"{p}-HALF", range(0, 30, 5)),
                                                every(f"{p}-DEF", range(0, 60, 1))]))
     since = datetime.now(UTC)
     first = await run_hour(source, target)
@@ -200,7 +199,7 @@ async def test_coverage_alerts_for_silent_and_half_filled_hours_resolve_when_rea
     assert "| red |" in table[0] and "| 0% |" in table[0] and "| 50% |" in table[2] and "| 100% |" in table[3]
 
     # the late readings arrive: HALF's second half-hour, and SILENT's first 20 minutes
-    await sql.insert_raw(source.db, pl.concat([every(f"{p}-HALF", range(30, 60, 5)), every(f"{p}-SILENT", range(0, 20, 5))]))
+    await store.insert_raw(source.db, pl.concat([every(f"{p}-HALF", range(30, 60, 5)), every(f"{p}-SILENT", range(0, 20, 5))]))
     later = await run_hour(source, target)
     assert await coverage_of(target, p) == [
         (f"{p}-DEF", "orange", round(60 / 360, 4), "open"),
@@ -216,7 +215,7 @@ async def test_backfill_evaluates_alerts_and_a_deleted_hour_resolves_its_alert(a
     source, target = alert_pair
     await set_thresholds(target, [("red", 35.0)])
     p = unique("BF")
-    await sql.insert_raw(source.db, pl.concat([every(f"{p}-A", range(0, 60, 5), 36.0), every(f"{p}-B", range(0, 60, 5), 36.0)]))
+    await store.insert_raw(source.db, pl.concat([every(f"{p}-A", range(0, 60, 5), 36.0), every(f"{p}-B", range(0, 60, 5), 36.0)]))
     since = datetime.now(UTC)
     filled = await temperature_backfill(start="2024-03-01", end="2024-03-01", source_block=source.block, target_block=target.block)
     assert filled.totals["alerts_opened"] == 2 and filled.totals["alerts_notified"] == 0

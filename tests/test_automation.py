@@ -10,7 +10,7 @@ import yaml
 from prefect.events.schemas.automations import AutomationCore
 
 import flows
-from flows.automations import AUTOMATIONS_DIR, load_specs
+from flows.ops.automations import AUTOMATIONS_DIR, load_specs
 
 FLOWS = ["master_etl", "sensor_collect", "temperature_backfill", "temperature_etl", "temperature_raw_backfill", "temperature_raw_etl"]
 

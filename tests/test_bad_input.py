@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from blocks import BlockNotFound
 from flows import temperature_backfill, temperature_etl
-from flows.core.errors import MissingTableError, SourceDataError
+from flows.errors import MissingTableError, SourceDataError
 from tests import scenario
 from tests.helpers import make_db, query, unique
 
@@ -106,10 +106,10 @@ async def test_missing_table_names_block_and_table(sqlite_url):
 
 async def test_text_in_a_numeric_column_fails_by_name_and_writes_nothing(sqlite_pair):
     """SQLite is loosely typed: a gateway can leave text in a REAL column."""
-    from flows.core.io import sql
+    from flows import store
 
     source, target = sqlite_pair
-    await sql.insert_raw(source.db, scenario.rows())
+    await store.insert_raw(source.db, scenario.rows())
     await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block, target_block=target.block)
     before = await query(target, "SELECT * FROM temperature ORDER BY loc_id, ymd, hh")
     async with source.db.engine.begin() as conn:
@@ -122,12 +122,12 @@ async def test_text_in_a_numeric_column_fails_by_name_and_writes_nothing(sqlite_
 
 
 async def test_non_finite_value_in_postgresql_fails_by_name_and_keeps_the_other_hours(pg_url):
-    from flows.core.io import sql
+    from flows import store
 
     source = await make_db(await pg_url(), unique("t-iot-"))
     target = await make_db(await pg_url(), unique("t-hq-"))
     try:
-        await sql.insert_raw(source.db, scenario.rows())
+        await store.insert_raw(source.db, scenario.rows())
         async with source.db.engine.begin() as conn:
             await conn.execute(text(
                 "UPDATE flet_montrg.temperature_raw SET humidity = 'Infinity' "
@@ -149,14 +149,14 @@ async def test_non_finite_value_in_postgresql_fails_by_name_and_keeps_the_other_
 async def test_overflowing_values_are_named_and_the_other_locations_hours_kept(db_pair, spec):
     """[1e308, 1e308, -1e308]: PostgreSQL's SUM overflows, MariaDB's silently becomes 0, SQLite's
     inf. Every dialect now names the location, hour and value, and writes the other locations."""
-    from flows.core.aggregate import RAW_SCHEMA
-    from flows.core.io import sql
+    from flows import store
+    from flows.domain.aggregate import RAW_SCHEMA
 
     source, target = await db_pair(spec)
     hour = datetime(2024, 1, 31, 5)
     rows = [("OK", hour.replace(minute=m), 20.0 + m, 50.0, 25.0) for m in range(3)]
     rows += [("HUGE", hour.replace(minute=m), v, 50.0, 25.0) for m, v in enumerate((1e308, 1e308, -1e308))]
-    await sql.insert_raw(source.db, pl.DataFrame(rows, schema=RAW_SCHEMA, orient="row"))
+    await store.insert_raw(source.db, pl.DataFrame(rows, schema=RAW_SCHEMA, orient="row"))
 
     with pytest.raises(SourceDataError, match=r"temperature outside the physical limits \[-40, 125\]: loc_id='HUGE'.*temperature=1e\+308"):
         await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block, target_block=target.block)
@@ -166,11 +166,11 @@ async def test_overflowing_values_are_named_and_the_other_locations_hours_kept(d
 
 
 async def test_nan_is_refused_at_insert(sqlite_pair):
-    from flows.core.io import sql
+    from flows import store
 
     source, _ = sqlite_pair
     bad = pl.DataFrame({"loc_id": ["A"], "capture_dt": [datetime(2024, 1, 1)], "temperature": [float("nan")],
                         "humidity": [None], "pcv_temperature": [None]})
     with pytest.raises(SourceDataError, match="temperature holds NaN"):
-        await sql.insert_raw(source.db, bad)
+        await store.insert_raw(source.db, bad)
     assert (await query(source, "SELECT COUNT(*) AS n FROM temperature_raw"))["n"].to_list() == [0]

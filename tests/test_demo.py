@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from blocks import load_database
-from flows.demo import SOURCE_BLOCK, TARGET_BLOCK, DemoSettings, run_demo
+from flows.ops.demo import SOURCE_BLOCK, TARGET_BLOCK, run_demo
+from flows.ops.seed import FloorSettings
 from tests.helpers import Db, assert_matches_reference, query, reference, target_rows
 
-SHORT = DemoSettings(locations=8, history_days=1, collect_seconds=2, interval_seconds=1)
+SHORT = FloorSettings(locations=8, history_days=1, collect_seconds=2, interval_seconds=1)
 DEMO = "loc_id LIKE 'DEMO-L%'"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.core.settings import CHUNK_QUEUE
+from flows.settings import CHUNK_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "montrg-process-test"

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from blocks import create_block
-from flows.core.io import sql
-from flows.core.settings import CHUNK_QUEUE, plant_now
-from flows.core.simulate import readings
-from flows.core.windows import floor_hour
+from flows import store
+from flows.domain.windows import floor_hour
+from flows.ops.simulate import readings
+from flows.settings import CHUNK_QUEUE, plant_now
 from tests import scenario
 from tests.helpers import assert_matches_reference, reference, target_rows
 
@@ -102,7 +102,7 @@ async def test_a_run_created_as_the_scheduler_does_completes_in_a_container(depl
     for name, db in (("pg-fdw-v1-iot", source), ("pg-fdw-v2-hq", target)):
         await create_block(name, db.db.url.render_as_string(hide_password=False))
     hour = floor_hour(plant_now())
-    await sql.insert_raw(source.db, readings(3, hour - timedelta(hours=5), hour, every_seconds=120))
+    await store.insert_raw(source.db, readings(3, hour - timedelta(hours=5), hour, every_seconds=120))
     async with get_client() as client:
         d = await client.read_deployment_by_name("temperature-etl/hourly")
         run = await client.create_flow_run_from_deployment(d.id)
@@ -130,7 +130,7 @@ async def test_four_fanned_out_backfills_at_once_complete_on_two_workers(deploye
 
     env, _ = deployed
     source, target = await db_pair("postgresql->postgresql")
-    await sql.insert_raw(source.db, scenario.rows())
+    await store.insert_raw(source.db, scenario.rows())
     ranges = [("2024-01-30", "2024-01-31"), ("2024-02-01", "2024-02-02"), ("2024-01-31", "2024-02-01"), ("2024-01-30", "2024-01-31")]
     started = time.monotonic()
     parents = []

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import MetaData, insert, text
 
 from flows import temperature_raw_etl
-from flows.core.schema import device_table, sensors
-from flows.sensor_collect import flush, second_pass
+from flows.pipelines.sensor_collect import flush, second_pass
+from flows.store.schema import device_table, sensors
 from tests.helpers import make_db, query, unique
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -1,4 +1,4 @@
-"""Retry only what a retry can cure: the drivers' real errors, classified (flows.core.errors), and a
+"""Retry only what a retry can cure: the drivers' real errors, classified (flows.errors), and a
 flow whose SQL error fails at once with one attempt in its task history."""
 
 from __future__ import annotations
@@ -7,9 +7,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from flows import temperature_backfill
-from flows.core.errors import DatabaseUnavailable, QueryFailed, is_transient
-from flows.core.io import sql
+from flows import store, temperature_backfill
+from flows.errors import DatabaseUnavailable, QueryFailed, is_transient
 from tests import scenario
 from tests.conftest import MARIADB_URL, PG_ADMIN_URL
 
@@ -47,10 +46,10 @@ async def test_driver_errors_are_classified_by_their_codes(url, statement, trans
 async def test_adbc_errors_say_whether_a_retry_can_help(db_pair):
     source, _ = await db_pair("postgresql->sqlite")
     with pytest.raises(QueryFailed, match="relation \"no_such_table\" does not exist"):
-        await sql.read_adbc(source.db, "SELECT * FROM no_such_table", "reading a table")
-    down = sql.Database.from_url("down", source.db.url.set(port=9))
+        await store.read_adbc(source.db, "SELECT * FROM no_such_table", "reading a table")
+    down = store.Database.from_url("down", source.db.url.set(port=9))
     with pytest.raises(DatabaseUnavailable, match="Connection refused"):
-        await sql.read_adbc(down, "SELECT 1", "reading a table")
+        await store.read_adbc(down, "SELECT 1", "reading a table")
     await down.dispose()
 
 
@@ -62,7 +61,7 @@ async def test_a_sql_error_fails_at_once_with_one_attempt(db_pair, spec):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     source, target = await db_pair(spec)
-    await sql.insert_raw(source.db, scenario.rows())
+    await store.insert_raw(source.db, scenario.rows())
     table = target.table("temperature")
     statements = {
         "postgresql": [
@@ -91,7 +90,7 @@ async def test_a_bad_value_fails_at_once_with_one_attempt(db_pair):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     source, target = await db_pair("sqlite->sqlite")
-    await sql.insert_raw(source.db, scenario.rows())
+    await store.insert_raw(source.db, scenario.rows())
     async with source.db.engine.begin() as conn:
         await conn.execute(text("UPDATE temperature_raw SET temperature = 'ERR' WHERE loc_id = 'ONE'"))
 

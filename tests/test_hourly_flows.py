@@ -7,9 +7,8 @@ from datetime import datetime, timedelta
 import polars as pl
 import pytest
 
-from flows import temperature_backfill, temperature_etl
-from flows.core.io import sql
-from flows.core.settings import plant_now
+from flows import store, temperature_backfill, temperature_etl
+from flows.settings import plant_now
 from tests import scenario
 from tests.helpers import assert_matches_reference, make_db, query, reference, target_rows, unique
 
@@ -22,7 +21,7 @@ async def pair(request, db_pair):
     return await db_pair(request.param)
 
 async def seed(source, df: pl.DataFrame) -> None:
-    assert await sql.insert_raw(source.db, df) == df.height
+    assert await store.insert_raw(source.db, df) == df.height
 
 
 async def test_backfill_equals_sql_group_by(pair):
@@ -118,11 +117,11 @@ async def test_scheduled_run_catches_up_missed_hours(pair):
     source, target = pair
     last_full = plant_now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     start = last_full - timedelta(hours=9)
-    from flows.core.simulate import readings
+    from flows.ops.simulate import readings
 
     await seed(source, readings(3, start, last_full + timedelta(hours=1), every_seconds=600))
     watermark = last_full - timedelta(hours=6)  # runs after this were missed
-    await sql.extend_watermark(target.db, "temperature-etl", watermark, watermark, plant_now(), create=True)
+    await store.extend_watermark(target.db, "temperature-etl", watermark, watermark, plant_now(), create=True)
 
     report = await temperature_etl(source_block=source.block, target_block=target.block)
 
@@ -130,14 +129,14 @@ async def test_scheduled_run_catches_up_missed_hours(pair):
     stored = await target_rows(target)
     expected = await reference(source, watermark, last_full + timedelta(hours=1))
     assert_matches_reference(stored, expected)
-    assert await sql.get_watermark(target.db, "temperature-etl") == last_full + timedelta(hours=1)
+    assert await store.get_watermark(target.db, "temperature-etl") == last_full + timedelta(hours=1)
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
 async def test_pushdown_and_raw_paths_give_equal_results(kind, pg_url, mariadb_url):
     """The source's partial aggregates, finished in Polars, equal Polars over the raw rows."""
-    from flows.core import aggregate
-    from flows.core.windows import Window
+    from flows.domain import aggregate
+    from flows.domain.windows import Window
 
     if kind == "mariadb":
         mariadb_url()
@@ -145,8 +144,8 @@ async def test_pushdown_and_raw_paths_give_equal_results(kind, pg_url, mariadb_u
     try:
         await seed(source, scenario.rows())
         window = Window(scenario.RANGE_START, scenario.RANGE_END)
-        pushed = aggregate.finish_partial(await sql.read_partial_hourly(source.db, window))
-        raw = aggregate.hourly(await sql.read_raw(source.db, window))
+        pushed = aggregate.encode_key(aggregate.finish_partial(await store.read_partial_hourly(source.db, window)))
+        raw = aggregate.encode_key(aggregate.hourly(await store.read_raw(source.db, window)))
         assert_matches_reference(pushed, raw)
         assert_matches_reference(pushed, await reference(source, scenario.RANGE_START, scenario.RANGE_END))
     finally:

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import delete, insert, update
 
 from flows import master_etl
-from flows.core.errors import MasterDataError
-from flows.core.schema import locations, sensors, thresholds
+from flows.errors import MasterDataError
+from flows.store.schema import locations, sensors, thresholds
 from tests.helpers import query
 
 REGISTERS = json.dumps({"temperature": {"address": 1, "type": "float32", "scale": 1.0, "word_order": "big"}})

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import MetaData, insert, text
 
 from flows import temperature_raw_etl
-from flows.core.schema import device_table, sensors
+from flows.store.schema import device_table, sensors
 from tests.helpers import make_db, query, unique
 
 REPEATED = datetime(2024, 10, 27, 2)  # Europe/Berlin: 02:00-03:00 happens twice
@@ -93,7 +93,7 @@ async def _check(sqlite_url, rows, overlap, batch_rows):
                 f"CREATE TRIGGER refuse BEFORE INSERT ON temperature_raw WHEN NEW.temperature = {REFUSED} "
                 "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
             ))
-        params = dict(device_block=device.block, device_table=table.fullname, source_block=iot.block,
+        params = dict(device_block=device.block, device_table=table.fullname, iot_block=iot.block,
                       overlap_minutes=overlap, batch_rows=batch_rows)
         try:
             await temperature_raw_etl(**params)

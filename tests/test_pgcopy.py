@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Boolean, Column, Double, Integer, MetaData, SmallInteger, String, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from flows.core.io.sql import pgcopy
-from flows.core.schema import Timestamp
+from flows.store import pgcopy
+from flows.store.schema import Timestamp
 
 KINDS = Table(
     "kinds", MetaData(),

@@ -7,9 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import MetaData, insert, text
 
-from flows import temperature_raw_backfill, temperature_raw_etl
-from flows.core.io import sql
-from flows.core.schema import device_table, sensors
+from flows import store, temperature_raw_backfill, temperature_raw_etl
+from flows.store.schema import device_table, sensors
 from tests.helpers import make_db, query, unique
 
 T0 = datetime(2024, 1, 10, 8, 0)
@@ -66,7 +65,7 @@ async def seed(device, table, rows):
 
 
 async def run(device, table, iot, **kw):
-    return await temperature_raw_etl(device_block=device.block, device_table=table.fullname, source_block=iot.block, **kw)
+    return await temperature_raw_etl(device_block=device.block, device_table=table.fullname, iot_block=iot.block, **kw)
 
 
 async def refuse_66_5(iot):
@@ -114,7 +113,7 @@ async def test_rerun_changes_nothing_and_late_uploads_are_loaded(raw_setup):
     await run(device, table, iot)
     assert (await raw_rows(iot)).equals(first_raw) and (await reject_rows(iot)).equals(first_rejects)
 
-    watermark = await sql.get_watermark(iot.db, f"temperature-raw-etl:{device.block}:{table.fullname}")
+    watermark = await store.get_watermark(iot.db, f"temperature-raw-etl:{device.block}:{table.fullname}")
     # captured long before the watermark, uploaded just after it: the original lost these
     await seed(device, table, [row("S1", -600, "18.5", uploaded=watermark + timedelta(seconds=1))])
     await run(device, table, iot)
@@ -127,7 +126,7 @@ async def test_failed_load_leaves_the_watermark_where_it_was(raw_setup):
     job = f"temperature-raw-etl:{device.block}:{table.fullname}"
     await seed(device, table, GOOD)
     await run(device, table, iot)
-    before = await sql.get_watermark(iot.db, job)
+    before = await store.get_watermark(iot.db, job)
     async with iot.db.engine.begin() as conn:  # the IoT database refuses the next load midway
         await conn.execute(text(
             "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
@@ -140,12 +139,12 @@ async def test_failed_load_leaves_the_watermark_where_it_was(raw_setup):
 
     with pytest.raises(Exception, match="refused by test"):
         await run(device, table, iot)
-    assert await sql.get_watermark(iot.db, job) == before
+    assert await store.get_watermark(iot.db, job) == before
 
     async with iot.db.engine.begin() as conn:
         await conn.execute(text(f"DROP TRIGGER refuse ON {iot.table('temperature_raw')}"))
     await run(device, table, iot)
-    assert await sql.get_watermark(iot.db, job) == before + timedelta(minutes=5)
+    assert await store.get_watermark(iot.db, job) == before + timedelta(minutes=5)
     assert (await raw_rows(iot)).height == len(GOOD) + 1
 
 
@@ -196,7 +195,7 @@ async def test_raw_backfill_is_inclusive_and_idempotent(raw_setup):
         {**row("S1", 0, "21.0"), "capture_dt": day, "upload_dt": day + timedelta(minutes=1)} for day in days
     ] + [{**row("S2", 0, "oops"), "capture_dt": datetime(2024, 1, 2, 6)}])
 
-    args = dict(start="2024-01-01", end="2024-01-02", device_block=device.block, device_table=table.fullname, source_block=iot.block)
+    args = dict(start="2024-01-01", end="2024-01-02", device_block=device.block, device_table=table.fullname, iot_block=iot.block)
     await temperature_raw_backfill(**args)
     first_raw, first_rejects = await raw_rows(iot), await reject_rows(iot)
     await temperature_raw_backfill(**args)
@@ -204,6 +203,27 @@ async def test_raw_backfill_is_inclusive_and_idempotent(raw_setup):
     assert first_raw["capture_dt"].to_list() == [d for d in days if d.day in (1, 2)]
     assert first_rejects["reason"].to_list() == ["t1 (temperature)='oops' is not a number"]
     assert (await raw_rows(iot)).equals(first_raw) and (await reject_rows(iot)).equals(first_rejects)
+
+
+@pytest.mark.parametrize("flow", ["etl", "backfill"])
+async def test_both_raw_flows_check_their_reading_parameters_alike(flow):
+    days = dict(start="2024-01-01", end="2024-01-01") if flow == "backfill" else {}
+    call = temperature_raw_backfill if flow == "backfill" else temperature_raw_etl
+    with pytest.raises(ValueError, match=r"outlier_mads=0.0 must be positive"):
+        await call(outlier_mads=0.0, **days)
+    with pytest.raises(ValueError, match=r"limits: humidity=\[100.0, 0.0\] has low > high"):
+        await call(limits={"humidity": [100, 0]}, **days)
+    with pytest.raises(ValueError, match=r"source_block='a' and iot_block='b' disagree"):
+        await call(source_block="a", iot_block="b", **days)
+
+
+async def test_the_old_name_source_block_still_names_the_iot_database(raw_setup):
+    device, table, iot = raw_setup
+    await seed(device, table, [row("S1", 0, "21.5")])
+    with pytest.warns(DeprecationWarning, match="source_block='.*' is deprecated: the IoT database is iot_block"):
+        reports = await temperature_raw_etl(device_block=device.block, device_table=table.fullname, source_block=iot.block)
+    assert sum(r.loaded for r in reports) == 1
+    assert (await raw_rows(iot))["temperature"].to_list() == [21.5]
 
 
 async def test_bad_parameters_are_named_before_any_work():
@@ -230,7 +250,7 @@ async def test_small_batches_stream_with_a_small_first_one_and_load_everything_o
     assert stored.height == 60 and stored.select("loc_id", "capture_dt").is_unique().all()
     assert sorted((await reject_rows(iot))["reason"].to_list()) == sorted(reason for _, reason in BAD)
     job = f"temperature-raw-etl:{device.block}:{table.fullname}"
-    assert await sql.get_watermark(iot.db, job) == max(r["upload_dt"] for r in series)
+    assert await store.get_watermark(iot.db, job) == max(r["upload_dt"] for r in series)
 
 
 async def test_a_batch_failing_midstream_keeps_the_batches_before_it_and_their_watermark(raw_setup):
@@ -244,7 +264,7 @@ async def test_a_batch_failing_midstream_keeps_the_batches_before_it_and_their_w
         await run(device, table, iot, batch_rows=10, overlap_minutes=0)
 
     job = f"temperature-raw-etl:{device.block}:{table.fullname}"
-    watermark = await sql.get_watermark(iot.db, job)
+    watermark = await store.get_watermark(iot.db, job)
     stored = await raw_rows(iot)
     assert watermark == series[20]["upload_dt"]  # batches of 1, 10, 10 rows committed: minutes 0..20
     assert stored["capture_dt"].to_list() == [r["capture_dt"] for r in series[:21]]
@@ -253,7 +273,7 @@ async def test_a_batch_failing_midstream_keeps_the_batches_before_it_and_their_w
         await conn.execute(text(f"DROP TRIGGER refuse ON {iot.table('temperature_raw')}"))
     await run(device, table, iot, batch_rows=10, overlap_minutes=0)
     assert (await raw_rows(iot))["capture_dt"].to_list() == [r["capture_dt"] for r in series]
-    assert await sql.get_watermark(iot.db, job) == series[-1]["upload_dt"]
+    assert await store.get_watermark(iot.db, job) == series[-1]["upload_dt"]
 
 
 async def test_rows_without_an_upload_time_are_rejected_as_such_not_lost(raw_setup):
@@ -264,7 +284,7 @@ async def test_rows_without_an_upload_time_are_rejected_as_such_not_lost(raw_set
     await run(device, table, iot)
     await run(device, table, iot)  # read again each run, recorded once
     await temperature_raw_backfill(start=T0.date(), end=T0.date(), device_block=device.block,
-                                   device_table=table.fullname, source_block=iot.block)  # the backfill agrees
+                                   device_table=table.fullname, iot_block=iot.block)  # the backfill agrees
 
     assert len(await raw_rows(iot)) == len(GOOD)
     rejects = await reject_rows(iot)
@@ -295,7 +315,7 @@ async def test_a_conflicting_row_committed_during_copy_falls_back_to_staging(pg_
 
     import polars as pl
 
-    from flows.core.aggregate import RAW_SCHEMA
+    from flows.domain.aggregate import RAW_SCHEMA
 
     iot = await make_db(await pg_url(), unique("t-iot-"))
     rows = pl.DataFrame(
@@ -306,8 +326,10 @@ async def test_a_conflicting_row_committed_during_copy_falls_back_to_staging(pg_
         await other.begin()
         await other.execute(text(f"INSERT INTO {iot.table('temperature_raw')} (loc_id, capture_dt, temperature) VALUES ('L50', :t, 99)"),
                             {"t": T0 + timedelta(seconds=50)})
-        write = asyncio.ensure_future(sql.write_readings(iot.db, rows, replace=True))
-        while True:  # until the COPY waits for the other session's row lock
+        write = asyncio.ensure_future(store.write_readings(iot.db, rows, replace=True))
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:  # until the COPY waits for the other session's row lock (a minute at most)
+            assert asyncio.get_running_loop().time() < deadline, "the COPY never waited for the other session's lock"
             async with iot.db.engine.connect() as probe:
                 waiting = (await probe.execute(text(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"

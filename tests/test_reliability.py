@@ -15,10 +15,9 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from flows import temperature_backfill, temperature_etl
-from flows.core.io import sql
-from flows.core.settings import plant_now
-from flows.core.simulate import readings
+from flows import store, temperature_backfill, temperature_etl
+from flows.ops.simulate import readings
+from flows.settings import plant_now
 from tests import scenario
 from tests.helpers import assert_matches_reference, query, reference, target_rows
 
@@ -41,7 +40,7 @@ async def execute(d, *statements: str) -> None:
 
 async def test_target_connection_killed_mid_chunk_is_retried_with_exact_results(pg_pair):
     source, target = pg_pair
-    await sql.insert_raw(source.db, scenario.rows())
+    await store.insert_raw(source.db, scenario.rows())
     t = target.table("temperature")
     # the first write of 2024-02-01's chunk kills its own connection, mid-transaction, once
     await execute(
@@ -63,16 +62,16 @@ async def test_target_connection_killed_mid_chunk_is_retried_with_exact_results(
 async def test_source_down_fails_clearly_then_the_next_run_catches_up(pg_pair, pg_url):
     source, target = pg_pair
     last_full = plant_now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    await sql.insert_raw(source.db, readings(3, last_full - timedelta(hours=8), last_full + timedelta(hours=1), every_seconds=600))
+    await store.insert_raw(source.db, readings(3, last_full - timedelta(hours=8), last_full + timedelta(hours=1), every_seconds=600))
     watermark = last_full - timedelta(hours=5)  # the last good run; the runs since failed
-    await sql.extend_watermark(target.db, "temperature-etl", watermark, watermark, plant_now(), create=True)
+    await store.extend_watermark(target.db, "temperature-etl", watermark, watermark, plant_now(), create=True)
     good_url = source.db.url.render_as_string(hide_password=False)
     from blocks import create_block
 
     await create_block(source.block, "postgresql://postgres@127.0.0.1:1/nowhere")  # the IoT server is down
     with pytest.raises(ConnectionError, match=rf"block '{source.block}' .* does not answer"):
         await temperature_etl(source_block=source.block, target_block=target.block)
-    assert await sql.get_watermark(target.db, "temperature-etl") == watermark
+    assert await store.get_watermark(target.db, "temperature-etl") == watermark
     assert (await target_rows(target)).is_empty()
 
     await create_block(source.block, good_url)  # it is back
@@ -81,12 +80,12 @@ async def test_source_down_fails_clearly_then_the_next_run_catches_up(pg_pair, p
     end = last_full + timedelta(hours=1)
     assert report.window == f"[{watermark:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M})"
     assert_matches_reference(await target_rows(target), await reference(source, watermark, end))
-    assert await sql.get_watermark(target.db, "temperature-etl") == end
+    assert await store.get_watermark(target.db, "temperature-etl") == end
 
 
 async def test_worker_killed_mid_run_leaves_whole_chunks_and_a_rerun_completes(pg_pair, prefect_env):
     source, target = pg_pair
-    await sql.insert_raw(source.db, scenario.rows())
+    await store.insert_raw(source.db, scenario.rows())
     t = target.table("temperature")
     await execute(
         target,  # the second chunk's write hangs, as a slow or stuck write would
@@ -126,7 +125,7 @@ async def test_worker_killed_mid_run_leaves_whole_chunks_and_a_rerun_completes(p
 
 async def test_overlapping_runs_end_like_a_single_run(pair):
     source, target = pair
-    await sql.insert_raw(source.db, scenario.rows())
+    await store.insert_raw(source.db, scenario.rows())
     args = dict(source_block=source.block, target_block=target.block)
 
     results = await asyncio.gather(

@@ -14,14 +14,14 @@ from blocks import create_block, load_database
 from flows import (
     master_etl,
     sensor_collect,
+    store,
     temperature_backfill,
     temperature_etl,
     temperature_raw_backfill,
     temperature_raw_etl,
 )
-from flows.core.io import sql
-from flows.core.schema import device_table, init_schema, sensors
-from flows.core.windows import Window
+from flows.domain.windows import Window
+from flows.store.schema import device_table, init_schema, sensors
 from tests import scenario
 from tests.helpers import unique
 
@@ -52,17 +52,17 @@ async def test_no_flow_leaks_the_password(pg_url, caplog):
         await conn.execute(insert(dev).values(sensor_id="S1", capture_dt=datetime(2024, 1, 31, 5), t1="x", upload_dt=datetime(2024, 1, 31, 6)))
         await conn.execute(insert(sensors).values(sensor_id="S1", loc_id="L1", host="127.0.0.1", port=1, device_id=1,
                                                   registers=json.dumps({"temperature": {"address": 1}}), is_active=True))
-    await sql.insert_raw(iot, scenario.rows())
+    await store.insert_raw(iot, scenario.rows())
     io = dict(source_block=iot_block, target_block=hq_block)
     errors: list[str] = []
     runs = [
         temperature_backfill(start="2024-01-31", end="2024-01-31", **io, return_state=True),
         temperature_etl(hour=datetime(2024, 1, 31, 5), **io, return_state=True),
         master_etl(**io, return_state=True),
-        temperature_raw_etl(device_block=iot_block, device_table="dbo.temperature", source_block=iot_block, return_state=True),
+        temperature_raw_etl(device_block=iot_block, device_table="dbo.temperature", iot_block=iot_block, return_state=True),
         temperature_raw_backfill(start="2024-01-31", end="2024-01-31", device_block=iot_block, device_table="dbo.temperature",
                                  source_block=iot_block, return_state=True),
-        sensor_collect(interval_seconds=0.5, duration_seconds=0.5, timeout_seconds=0.2, source_block=iot_block,
+        sensor_collect(interval_seconds=0.5, duration_seconds=0.5, timeout_seconds=0.2, iot_block=iot_block,
                        return_state=True),  # fails: none answer
         temperature_etl(hour=datetime(2024, 1, 31, 5), source_block=iot_block, target_block=bare_block,
                         return_state=True),  # fails: no tables
@@ -75,7 +75,7 @@ async def test_no_flow_leaks_the_password(pg_url, caplog):
             exc = await state.result(raise_on_failure=False)
             errors.append(f"{type(exc).__name__}: {exc!s} {exc!r} {state.message}")
     try:
-        await sql.read_raw(bare, Window(datetime(2024, 1, 1), datetime(2024, 1, 2)))  # fails inside ADBC
+        await store.read_raw(bare, Window(datetime(2024, 1, 1), datetime(2024, 1, 2)))  # fails inside ADBC
     except Exception as exc:  # noqa: BLE001 - every failure message is checked
         errors.append(f"{type(exc).__name__}: {exc!s} {exc!r}")
     assert len(errors) == 3, errors

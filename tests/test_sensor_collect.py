@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import insert
 
 from flows import sensor_collect
-from flows.core.io.modbus import Register
-from flows.core.io.modbus_sim import SilentEndpoint, SimSensor, SimulatedEndpoint, free_port
-from flows.core.schema import sensors
+from flows.ops.modbus_sim import SilentEndpoint, SimSensor, SimulatedEndpoint, free_port
+from flows.store.modbus import Register
+from flows.store.schema import sensors
 from tests.helpers import make_db, query, unique
 
 GOOD = 52
@@ -74,7 +74,7 @@ def soon(seconds: float = 2) -> datetime:
 
 async def test_collects_exact_decoded_readings_and_survives_bad_devices(floor):
     report = await sensor_collect(
-        interval_seconds=1, duration_seconds=3, timeout_seconds=0.5, window_start=soon(), source_block=floor.block
+        interval_seconds=1, duration_seconds=3, timeout_seconds=0.5, window_start=soon(), iot_block=floor.block
     )
 
     stored = await query(floor, "SELECT loc_id, capture_dt, temperature, humidity, pcv_temperature FROM flet_montrg.temperature_raw")

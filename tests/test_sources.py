@@ -2,7 +2,7 @@
 blocks from mssql:// and oracle:// URLs (password secret), the URL -> block -> engine path up to the
 driver's connect attempt against a closed loopback port (a clear, password-free "does not answer"
 within the connect timeout), and a refusal to write into either. The statements they would be
-sent: tests/core/test_dialect_sql.py."""
+sent: tests/pure/test_dialect_sql.py."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 
 from blocks import load_database
 from flows import master_etl, sensor_collect, temperature_etl, temperature_raw_etl
-from flows.core.errors import DatabaseUnavailable
-from flows.core.io.sql.connection import CONNECT_TIMEOUT_S
+from flows.errors import DatabaseUnavailable
+from flows.store.connection import CONNECT_TIMEOUT_S
 from tests.helpers import unique
 
 PASSWORD = "Gw-S3cret-pw"
@@ -83,7 +83,7 @@ async def test_raw_etl_from_a_sql_server_that_does_not_answer_fails_fast_naming_
     server may not have): the device table is checked first, so the SQL Server is what is named."""
     iot, _ = await db_pair("postgresql->postgresql")
     gw = source_blocks["mssql"][0]
-    given = {"source_block": iot.block} if iot_block == "given" else {}
+    given = {"iot_block": iot.block} if iot_block == "given" else {}
     started = time.monotonic()
     with pytest.raises(DatabaseUnavailable) as failed:
         await temperature_raw_etl(device_block=gw, device_table="dbo.temperature", **given)
@@ -110,5 +110,5 @@ async def test_a_sql_server_or_oracle_block_is_never_written_to(source_blocks, d
     gw, ora = source_blocks["mssql"][0], source_blocks["oracle"][0]
     with pytest.raises(ValueError, match=rf"block '{gw}' .* is SQL Server, which flet-montrg reads from .* never writes to; target_block"):
         await temperature_etl(hour="2024-03-01T10:00", source_block=iot.block, target_block=gw)
-    with pytest.raises(ValueError, match=rf"block '{ora}' .* is Oracle, .* source_block \(the IoT database"):
-        await sensor_collect(source_block=ora)
+    with pytest.raises(ValueError, match=rf"block '{ora}' .* is Oracle, .* iot_block \(the IoT database"):
+        await sensor_collect(iot_block=ora)

@@ -13,8 +13,8 @@ import pytest
 
 from deployments.pool import docker_defaults, ensure_pool
 from deployments.process_deploy import without_image
-from flows import run_names
-from flows.core.settings import CHUNK_QUEUE
+from flows.pipelines import run_names
+from flows.settings import CHUNK_QUEUE
 from tests.helpers import unique
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,9 @@ def test_run_names_say_what_runs(namer, parameters, expected):
 def test_montrg_sets_prefect_defaults_before_prefect_is_imported():
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "PREFECT_SERVER_ANALYTICS_ENABLED")}
     probe = (
-        "import flows.__main__\n"  # what the montrg console script imports first
+        "import contextlib, io, flows.ops.cli\n"  # what the montrg console script runs, up to its first command
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    flows.ops.cli.main(['--help'])\n"
         "from prefect.settings import get_current_settings\n"
         "s = get_current_settings().server\n"
         "print(s.ephemeral.startup_timeout_seconds, s.analytics_enabled)"
@@ -107,7 +109,7 @@ async def test_doctor_names_what_each_deployment_lacks_and_pauses_it(prefect_env
     source, _ = await db_pair("sqlite->sqlite")
     device = unique("gw-")
     deployment = await temperature_raw_etl.ato_deployment(
-        name=unique("doctor-"), cron="*/10 * * * *", parameters={"source_block": source.block, "device_block": device},
+        name=unique("doctor-"), cron="*/10 * * * *", parameters={"iot_block": source.block, "device_block": device},
     )
     deployment_id = await deployment.aapply()
     out = subprocess.run([MONTRG, "doctor", "--pause-unready"], env=prefect_env, capture_output=True, text=True, timeout=120, cwd=ROOT)

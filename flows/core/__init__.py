@@ -1,1 +1,0 @@
-"""The Prefect-free core: plant time windows, Polars transforms, checks, schema and database I/O."""

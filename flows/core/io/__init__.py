@@ -1,1 +1,0 @@
-"""Database I/O; dialect differences stay inside this package."""

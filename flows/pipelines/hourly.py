@@ -1,0 +1,295 @@
+"""The hourly chunk pipeline, shared by temperature_etl and temperature_backfill.
+
+One chunk reads like the seed's DAG: extract -> aggregate -> write -> verify -> alerts, plain
+functions called in that order by run_chunk, each with its log lines; the rules are the domain's
+(flows.domain.aggregate, checks, alerts, health: frames and plans), the SQL the store's
+(flows.store.hourly, alerts). run_chunk is one task run (chunk_task), retried as a whole when a
+connection is lost. What no chunk changes (thresholds, locations, the source's first reading) is
+read once per run (RunContext). Both flows run all of it, so the alerts of every hour a flow
+rewrites follow its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+
+import polars as pl
+from prefect import task
+from prefect.logging import get_run_logger
+
+from flows import store
+from flows.domain import aggregate, alerts, checks, health
+from flows.domain.windows import HOUR, Window
+from flows.errors import TargetValidationError
+from flows.pipelines.policy import RETRYING, require_tables
+from flows.pipelines.streams import WriteTurns
+from flows.settings import IN_FLIGHT, coverage_min, notify_hours, plant_limits, plant_now, poll_interval_seconds
+from flows.store import Database
+from flows.store.schema import alerts as alerts_table
+from flows.store.schema import etl_watermark, locations, temperature, temperature_raw, thresholds
+
+
+@dataclass
+class ChunkReport:
+    window: str
+    raw_rows: int
+    location_hours: int
+    inserted: int
+    updated: int
+    unchanged: int
+    seconds: float
+    removed: int = 0  # location-hours whose readings were all deleted at the source
+    alerts_opened: int = 0
+    alerts_resolved: int = 0
+    alerts_notified: int = 0
+
+
+ETL_JOB = "temperature-etl"  # the hourly job's watermark (etl_watermark.job_name), extended by the backfill too
+SOURCE_TABLES = [temperature_raw]  # what the hourly job and the backfill read
+TARGET_TABLES = [temperature, etl_watermark, thresholds, locations, alerts_table]  # what they read and write
+
+
+@task(name="check-connections", **RETRYING)
+async def check_connections(source: Database, target: Database) -> None:
+    """Both databases answer and hold the tables this job needs (checked at the same time)."""
+    needs = ((source, SOURCE_TABLES, None), (target, TARGET_TABLES, "target_block (the HQ database)"))
+    versions = await asyncio.gather(*(require_tables(*need) for need in needs), return_exceptions=True)
+    for failure in (v for v in versions if isinstance(v, BaseException)):
+        raise failure  # the source's problem first, whichever answered first
+    for (db, _, _), version in zip(needs, versions):
+        get_run_logger().info("%s answers (%s), tables present", db.describe(), version)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every chunk of a run needs and no chunk changes, read once per run (read_context):
+    the source's first reading hour (before it, the source keeps no readings, so a missing hour
+    there says nothing), the target's thresholds and locations' expected readings, and the
+    plant's settings."""
+
+    horizon: datetime | None
+    thresholds: pl.DataFrame
+    expected: pl.DataFrame  # health.expected_readings of the target's locations
+    limits: dict[str, tuple[float, float]]
+    poll_interval_s: float
+    coverage_min: float
+    notify_hours: float
+
+    def judged(self, window: Window) -> Window | None:
+        """The part of `window` at or after the source's first reading: the hours judged by their
+        absence (pruned rows, coverage alerts); None when the source holds nothing from there on."""
+        if self.horizon is None or self.horizon >= window.end:
+            return None
+        return Window(max(self.horizon, window.start), window.end)
+
+
+@task(name="read-run-context", **RETRYING)
+async def read_context(source: Database, target: Database) -> RunContext:
+    """The source's first reading, the target's thresholds and locations, the plant's settings."""
+    horizon, thresholds, locations_ = await asyncio.gather(
+        store.source_horizon(source), store.read_thresholds(target), store.read_locations(target)
+    )
+    interval = poll_interval_seconds()
+    return RunContext(
+        horizon, thresholds, health.expected_readings(locations_, interval), plant_limits(), interval,
+        coverage_min(), notify_hours(),
+    )
+
+
+async def extract(source: Database, window: Window, limits: dict[str, tuple[float, float]]) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """The window's readings from the source, aggregated there where it can (store.read_partial_hourly),
+    else the raw rows (SQLite, or some value that is not finite, outside the physical `limits` or
+    overflows a sum: the raw rows name the culprits). Returns (hourly rows, bad raw values, raw rows read)."""
+    started = time.perf_counter()
+    partial = await store.read_partial_hourly(source, window)
+    if partial is not None and aggregate.partial_is_plausible(partial, limits):
+        hourly, bad, count, how = aggregate.finish_partial(partial), pl.DataFrame(), int(partial["sample_count"].sum() or 0), "aggregated in the source"
+    else:
+        raw = await store.read_raw(source, window)
+        bad = checks.bad_raw_values(raw, limits)
+        hourly, count, how = aggregate.hourly(aggregate.without_hours_of(raw, bad)), raw.height, "raw rows"
+    get_run_logger().info("read %d raw rows of %s from %s (%s) in %.2f s", count, window, source.describe(), how, time.perf_counter() - started)
+    broken = checks.bad_hourly_values(hourly)
+    if broken.height:
+        raise TargetValidationError(checks.describe(broken, f"aggregated rows of {window} break an invariant"))
+    return hourly, bad, count
+
+
+async def write_hours(target: Database, hourly: pl.DataFrame, window: Window, judged: Window | None, spare: pl.DataFrame) -> aggregate.HourlyPlan:
+    """Make the target's rows of `window` equal `hourly`, in one transaction (aggregate.plan_hourly:
+    unchanged rows are left alone; in the `judged` part, rows whose readings were all deleted at
+    the source are removed, but the `spare` ones)."""
+    prune_from = judged.start if judged is not None else None
+    done = await store.write_hourly(target, window, lambda stored: aggregate.plan_hourly(hourly, stored, prune_from, spare), plant_now())
+    get_run_logger().info(
+        "%s: %d inserted, %d updated, %d unchanged, %d removed", target.describe(), done.inserted, done.updated, done.unchanged, done.removed,
+    )
+    return done
+
+
+async def verify_stored_hours(target: Database, hourly: pl.DataFrame, window: Window) -> None:
+    """The target holds every computed location-hour, with the computed values (read back after
+    the commit: what the database holds, its types and triggers applied)."""
+    stored = await store.read_hourly(target, window)
+    missing = checks.missing_keys(hourly, stored)
+    if missing.height:
+        raise TargetValidationError(checks.describe(missing, f"location-hours missing from {target.describe()}"))
+    written = stored.join(hourly.select(aggregate.KEYS), on=list(aggregate.KEYS), how="semi")
+    differs = checks.differing_rows(written, hourly)
+    if differs.height:
+        raise TargetValidationError(checks.describe(differs, f"location-hours in {target.describe()} differ from what was computed"))
+    broken = checks.bad_hourly_values(written)
+    if broken.height:
+        raise TargetValidationError(checks.describe(broken, f"rows in {target.describe()} break an invariant"))
+    get_run_logger().info("verified %d location-hours of %s", written.height, window)
+
+
+EVENTS = {health.COVERAGE: "montrg.coverage.low"}  # other measures: montrg.threshold.breached
+
+
+async def evaluate_alerts(
+    target: Database, hourly: pl.DataFrame, ctx: RunContext, judged: Window, spare: pl.DataFrame, window: Window
+) -> health.AlertPlan:
+    """Compare the hours just written with the active thresholds and with their expected readings;
+    record every level breached in `alerts`, and announce the highest one per location, hour and
+    measure (or its escalation) as a Prefect event about `montrg.location.<loc_id>`:
+    `montrg.threshold.breached` for a measure, `montrg.coverage.low` for missing readings.
+
+    Only the `judged` hours (from the source's first reading on) are evaluated; coverage is judged
+    for the hours that have ended; hours older than MONTRG_NOTIFY_HOURS are recorded without an event.
+    """
+    from prefect.events import emit_event
+
+    now = plant_now()
+    ended = [h for h in health.hours_of(judged.start, judged.end) if h + HOUR <= now]
+    gaps = health.coverage_alerts(hourly, ctx.expected, ended, ctx.coverage_min)
+    found = pl.concat([alerts.breaches(hourly, ctx.thresholds), gaps], how="vertical_relaxed")
+    since = now - ctx.notify_hours * HOUR
+    done = await store.record_alerts(
+        target, judged.start, judged.end - HOUR, lambda recorded: health.plan_alerts(found, recorded, spare, since), now
+    )
+    for row in done.notified.iter_rows(named=True):
+        payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+        emit_event(
+            event=EVENTS.get(row["measure"], "montrg.threshold.breached"),
+            resource={"prefect.resource.id": f"montrg.location.{row['loc_id']}", "prefect.resource.name": str(row["loc_id"])},
+            payload={**payload, "escalated": row["replaces"] is not None},
+        )
+    get_run_logger().info(
+        "%d alert levels in %s (%d of them coverage): %d opened, %d resolved, %d announced",
+        found.height, window, gaps.height, done.opened.height, len(done.resolve), done.notified.height,
+    )
+    return done
+
+
+async def run_chunk(
+    source: Database,
+    target: Database,
+    window: Window,
+    ctx: RunContext,
+    number: int = 0,
+    turns: WriteTurns | None = None,
+) -> ChunkReport:
+    """extract -> aggregate -> write -> verify -> alerts for one window; returns what it did.
+
+    With `turns`, the reads run at once and the writes wait for chunk `number`'s turn. The target
+    is read twice: by the write before it writes (to write only the rows that changed) and by the
+    verification after the commit (what the database holds, its types and triggers applied); one
+    read cannot serve both."""
+    started = time.perf_counter()
+    judged = ctx.judged(window)
+    hourly, bad, raw_rows = await extract(source, window, ctx.limits)
+    async with turns.turn(number) if turns else contextlib.nullcontext():
+        if raw_rows == 0 and judged is None:
+            get_run_logger().info("no raw rows in %s, none after it either: nothing to write or judge", window)
+            return ChunkReport(str(window), 0, 0, 0, 0, 0, round(time.perf_counter() - started, 3))
+        hourly = health.with_coverage(hourly, ctx.expected, ctx.poll_interval_s)
+        spare = aggregate.left_out_hours(bad) if bad.height else pl.DataFrame(schema={"loc_id": pl.String, "hour": pl.Datetime("us")})
+        done = await write_hours(target, hourly, window, judged, spare)
+        await verify_stored_hours(target, hourly, window)
+        alerted = await evaluate_alerts(target, hourly, ctx, judged, spare, window) if judged is not None else None
+    if bad.height:
+        raise store.SourceDataError(
+            f"{source.describe()}: "
+            + checks.describe(
+                bad.with_columns(hour=pl.col("capture_dt").dt.truncate("1h")),
+                f"raw values of {window} cannot be averaged; their location-hours were left out "
+                f"(the other {hourly.height} were written): correct or delete these readings and run it again",
+            )
+        )
+    report = ChunkReport(
+        str(window), raw_rows, hourly.height, done.inserted, done.updated, done.unchanged,
+        round(time.perf_counter() - started, 3), done.removed,
+        *((alerted.opened.height, len(alerted.resolve), alerted.notified.height) if alerted else (0, 0, 0)),
+    )
+    get_run_logger().info(
+        "chunk %s: %d raw rows -> %d location-hours (%d new, %d updated, %d removed) in %.2f s",
+        window, report.raw_rows, report.location_hours, report.inserted, report.updated, report.removed, report.seconds,
+    )
+    return report
+
+
+chunk_task = task(name="aggregate-chunk", task_run_name="aggregate-chunk {window}", **RETRYING)(run_chunk)
+"""run_chunk as one task run, for the hourly job and the backfill alike: retried as a whole when
+a connection is lost (the chunk is one transaction, so a retry starts clean); its steps log."""
+
+
+
+async def process_chunks(
+    source: Database,
+    target: Database,
+    pieces: list[Window],
+    after_each: Callable[[int, ChunkReport], Awaitable[None]] | None = None,
+) -> list[ChunkReport]:
+    """Process `pieces`, each one task run (chunk_task), up to IN_FLIGHT at once: reads overlap,
+    writes go in order. What no chunk changes is read once, before the first (read_context)."""
+    turns = WriteTurns()
+    ctx = await read_context(source, target)
+
+    def start(number: int) -> asyncio.Future:
+        return asyncio.ensure_future(chunk_task(source, target, pieces[number], ctx, number, turns))
+
+    reports: list[ChunkReport] = []
+    running: deque[asyncio.Future] = deque()
+    queued = 0
+    try:
+        for number in range(len(pieces)):
+            while queued < len(pieces) and len(running) < IN_FLIGHT:
+                running.append(start(queued))
+                queued += 1
+            reports.append(await running.popleft())
+            if after_each is not None:
+                await after_each(number + 1, reports[-1])
+    finally:
+        for pending in running:
+            pending.cancel()
+        for pending in running:
+            with contextlib.suppress(BaseException):
+                await pending
+    return reports
+
+
+@dataclass
+class RunReport:
+    """What a run of temperature_etl or temperature_backfill did, chunk by chunk."""
+
+    window: str
+    chunks: list[ChunkReport]
+    children: list[dict[str, str]] = field(default_factory=list)  # chunks run on the pool (fan_out)
+
+    @property
+    def totals(self) -> dict[str, int | float]:
+        """Every numeric field of ChunkReport, summed over the chunks."""
+        keys = [f.name for f in fields(ChunkReport) if f.name != "window"]
+        return {k: round(sum(getattr(c, k) for c in self.chunks), 3) for k in keys}
+
+    def table(self) -> list[dict[str, object]]:
+        if self.children:
+            return list(self.children)
+        return [asdict(c) for c in self.chunks] + [{"window": "total", **self.totals}]
