@@ -77,13 +77,6 @@ def earliest_time() -> datetime:
     return value
 
 
-def backfill_timeout_seconds(hours: int) -> float:
-    """The longest a backfill of `hours` may take: 10 minutes plus 30 s per hour of its range (the
-    10M-row benchmark, about 2,000 location-days, takes seconds). Beyond it the run stops with an
-    error, so no range can keep the databases busy without end."""
-    return 600.0 + 30.0 * hours
-
-
 def plant_now() -> datetime:
     """The wall clock in plant local time, naive (the convention of every table)."""
     return datetime.now(plant_tz()).replace(tzinfo=None)

@@ -150,3 +150,38 @@ async def test_pushdown_and_raw_paths_give_equal_results(kind, pg_url, mariadb_u
         assert_matches_reference(pushed, await reference(source, scenario.RANGE_START, scenario.RANGE_END))
     finally:
         await source.db.dispose()
+
+
+async def latest_plan() -> list[dict]:
+    """The latest temperature-backfill-plan artifact's table."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        found = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["temperature-backfill-plan"])))
+    return json.loads(found[0].data)
+
+
+async def test_a_backfill_of_26_years_in_hourly_chunks_is_refused_before_any_work_with_a_size_that_fits():
+    with pytest.raises(ValueError, match=r"into 235,968 chunks, more than the limit of 10,000; give chunk_hours=24 \(9,832 chunks\)"):
+        # blocks that do not exist: the plan is refused before any database is looked for
+        await temperature_backfill(start="2000-01-01", end="2026-12-01", chunk_hours=1, source_block="none-such", target_block="none-such")
+
+
+async def test_the_plan_skips_what_precedes_the_sources_first_reading_and_says_so(db_pair):
+    source, target = await db_pair("postgresql->postgresql")
+    report = await temperature_backfill(start="2000-01-01", end="2026-12-01", chunk_hours=24, source_block=source.block, target_block=target.block)
+    assert report.chunks == [] and report.window == "[2000-01-01 00:00, 2026-12-02 00:00)"  # an empty source: no chunk runs
+    plan = {row["item"]: row["value"] for row in await latest_plan()}
+    assert (plan["chunks"], plan["chunks to run"]) == ("9,832 (limit 10,000)", "0")
+    assert plan["readings in the source (estimate)"].replace(",", "").isdigit()  # the planner's guess on an empty table
+
+    await seed(source, scenario.rows())  # readings from 2024-01-30 22:00 on
+    report = await temperature_backfill(start="2024-01-01", end="2024-02-01", source_block=source.block, target_block=target.block)
+    plan = {row["item"]: row["value"] for row in await latest_plan()}
+    assert plan["chunk_hours"] == "24 (chosen)" and plan["chunks to run"] == "3" and plan["chunks skipped (before the source's first reading)"] == "29"
+    assert int(plan["readings in the source (estimate)"].replace(",", "")) > 0
+    assert [c.window[1:11] for c in report.chunks] == ["2024-01-30", "2024-01-31", "2024-02-01"]
+    assert_matches_reference(await target_rows(target), await reference(source, datetime(2024, 1, 1), scenario.RANGE_END))

@@ -183,19 +183,6 @@ def parse_range(
     return Window(lo, min(hi, limit))
 
 
-def backfill_plan(
-    start: date | datetime | str, end: date | datetime | str, chunk_hours: int, max_parallel: int,
-    chunk_timeout_minutes: int, now: datetime, tz: tzinfo, earliest: datetime,
-) -> tuple[Window, list[Window]]:
-    """A backfill's window and chunks, its parameters checked by name before any work (the range
-    rules of parse_range)."""
-    window = parse_range(start, end, now, tz, earliest)
-    check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
-    check_range(max_parallel, "max_parallel", 1, 64, "chunks")
-    check_range(chunk_timeout_minutes, "chunk_timeout_minutes", 1, 7 * 24 * 60, "minutes")
-    return window, chunks(window, chunk_hours)
-
-
 def chunks(window: Window, chunk_hours: int) -> list[Window]:
     """`window` cut into consecutive pieces of at most `chunk_hours` hours."""
     step = chunk_hours * HOUR

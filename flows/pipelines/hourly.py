@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from prefect.logging import get_run_logger
 
 from flows import store
 from flows.domain import aggregate, alerts, checks, health
+from flows.domain.backfill import BackfillPlan, plan_backfill
 from flows.domain.windows import HOUR, Window
 from flows.errors import TargetValidationError
 from flows.pipelines.policy import RETRYING, require_tables
@@ -56,14 +58,47 @@ TARGET_TABLES = [temperature, etl_watermark, thresholds, locations, alerts_table
 
 
 @task(name="check-connections", **RETRYING)
-async def check_connections(source: Database, target: Database) -> None:
-    """Both databases answer and hold the tables this job needs (checked at the same time)."""
+async def check_connections(source: Database, target: Database) -> str:
+    """Both databases answer and hold the tables this job needs (checked at the same time);
+    returns a line that says so, with their versions, for the flow's log."""
     needs = ((source, SOURCE_TABLES, None), (target, TARGET_TABLES, "target_block (the HQ database)"))
     versions = await asyncio.gather(*(require_tables(*need) for need in needs), return_exceptions=True)
     for failure in (v for v in versions if isinstance(v, BaseException)):
         raise failure  # the source's problem first, whichever answered first
-    for (db, _, _), version in zip(needs, versions):
-        get_run_logger().info("%s answers (%s), tables present", db.describe(), version)
+    return "; ".join(f"{db.describe()} answers ({version}), tables present" for (db, _, _), version in zip(needs, versions))
+
+
+@task(name="plan-backfill", **RETRYING)
+async def plan_chunks(source: Database, window: Window, chunk_hours: int | None) -> BackfillPlan:
+    """The backfill's plan (flows.domain.backfill): the source's first reading and its estimate of
+    the range's readings, and the throughput of recent backfills on this Prefect server."""
+    horizon, rows = await asyncio.gather(store.source_horizon(source), store.estimate_raw_rows(source, window))
+    return plan_backfill(window, chunk_hours, horizon, rows, await recent_rows_per_second())
+
+
+async def recent_rows_per_second(runs: int = 5) -> float | None:
+    """Readings per second of the last `runs` backfills run in one process (their summary
+    artifacts' totals); None when there are none, or the API cannot say."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    try:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["temperature-backfill-summary"])),
+                sort=ArtifactSort.CREATED_DESC, limit=runs,
+            )
+    except Exception as exc:  # an estimate is a nicety: never the reason a backfill fails
+        get_run_logger().debug("no estimate from recent runs: %s", exc)
+        return None
+    rows = seconds = 0.0
+    for artifact in found:
+        table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+        for total in (r for r in table or [] if isinstance(r, dict) and r.get("window") == "total"):
+            rows += float(total.get("raw_rows") or 0)
+            seconds += float(total.get("seconds") or 0)
+    return rows / seconds if rows and seconds > 0 else None
 
 
 @dataclass(frozen=True)

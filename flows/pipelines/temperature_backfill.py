@@ -10,15 +10,14 @@ from prefect.logging import get_run_logger
 
 from blocks import open_database
 from flows import store
-from flows.domain.windows import backfill_plan
+from flows.domain.backfill import backfill_plan
 from flows.pipelines.fanout import artifact_key, run_chunks_on_pool
-from flows.pipelines.hourly import ETL_JOB, RunReport, check_connections, process_chunks
+from flows.pipelines.hourly import ETL_JOB, RunReport, check_connections, plan_chunks, process_chunks
 from flows.pipelines.params import TimeBound, Whole
 from flows.pipelines.run_names import backfill_name, runtime_name
 from flows.settings import (
     DEFAULT_SOURCE_BLOCK,
     DEFAULT_TARGET_BLOCK,
-    backfill_timeout_seconds,
     earliest_time,
     plant_now,
     plant_tz,
@@ -29,7 +28,7 @@ from flows.settings import (
 async def temperature_backfill(
     start: TimeBound,
     end: TimeBound,
-    chunk_hours: Whole = 24,
+    chunk_hours: Whole | None = None,
     source_block: str = DEFAULT_SOURCE_BLOCK,
     target_block: str = DEFAULT_TARGET_BLOCK,
     fan_out: bool = False,
@@ -46,7 +45,9 @@ async def temperature_backfill(
     Args:
         start: First day (YYYY-MM-DD) or first hour (YYYY-MM-DDTHH:MM) of the range.
         end: Last day, inclusive (YYYY-MM-DD), or the end hour, exclusive (YYYY-MM-DDTHH:MM).
-        chunk_hours: Hours per chunk (one read, one transaction); memory grows with it.
+        chunk_hours: Hours per chunk (one read, one transaction, one task run), 1..744; memory
+            grows with it. Empty: chosen from the range and its readings (a day, less where a day
+            holds millions). A range of more than 10,000 chunks is refused with a size that fits.
         source_block: Database block of the IoT database (raw readings).
         target_block: Database block of the HQ database (hourly aggregates).
         fan_out: Hand the chunks to the work pool as child runs of this deployment, so several
@@ -56,38 +57,40 @@ async def temperature_backfill(
         chunk_timeout_minutes: With fan_out, how long a chunk may take from its creation to its
             end; a chunk still waiting or running then is cancelled and reported as failed.
     """
-    window, pieces = backfill_plan(
+    window, _ = backfill_plan(  # the range, chunk_hours and the chunk limit, checked before any work
         start, end, chunk_hours, max_parallel, chunk_timeout_minutes, plant_now(), plant_tz(), earliest_time()
     )
     logger = get_run_logger()
-    logger.info("backfill %s (plant time): %d hours in %d chunks", window, window.hours, len(pieces))
     report = RunReport(str(window), [])
-    if fan_out:
-        params = dict(chunk_hours=chunk_hours, source_block=source_block, target_block=target_block, fan_out=False)
-        report.children = await run_chunks_on_pool(
-            pieces, lambda p: {"start": p.start.isoformat(), "end": p.end.isoformat(), **params}, backfill_name,
-            max_parallel, chunk_timeout_minutes, "temperature-backfill",
-        )
-        await acreate_table_artifact(key="temperature-backfill-summary", table=report.table(), description=f"temperature-backfill {window}, fanned out")
-        return report
     async with open_database(source_block) as source, open_database(target_block) as target:
-        await check_connections(source, target)
+        versions = await check_connections(source, target)
+        plan = await plan_chunks(source, window, chunk_hours)
+        logger.info("%s", plan.describe())
+        logger.info("%s", versions)
+        await acreate_table_artifact(key=artifact_key("temperature-backfill-plan"), table=plan.table(), description=f"temperature-backfill {window}: the plan")
+        if fan_out:
+            params = dict(chunk_hours=plan.chunk_hours, source_block=source_block, target_block=target_block, fan_out=False)
+            report.children = await run_chunks_on_pool(
+                plan.pieces, lambda p: {"start": p.start.isoformat(), "end": p.end.isoformat(), **params}, backfill_name,
+                max_parallel, chunk_timeout_minutes, "temperature-backfill",
+            )
+            await acreate_table_artifact(key="temperature-backfill-summary", table=report.table(), description=f"temperature-backfill {window}, fanned out")
+            return report
         progress = await acreate_progress_artifact(
             progress=0.0, key=artifact_key("temperature-backfill"), description=f"temperature-backfill {window}"
         )
 
         async def progressed(number: int, _chunk) -> None:
-            done = 100.0 * number / len(pieces)
+            done = 100.0 * number / len(plan.pieces)
             await aupdate_progress_artifact(progress, done)
-            logger.info("progress: chunk %d of %d done (%.0f%%)", number, len(pieces), done)
+            logger.info("progress: chunk %d of %d done (%.0f%%)", number, len(plan.pieces), done)
 
-        limit = backfill_timeout_seconds(window.hours)
         try:
-            async with asyncio.timeout(limit):
-                report.chunks = await process_chunks(source, target, pieces, after_each=progressed)
+            async with asyncio.timeout(plan.timeout_seconds):
+                report.chunks = await process_chunks(source, target, plan.pieces, after_each=progressed)
         except TimeoutError:
             raise TimeoutError(
-                f"backfill {window} did not finish within {limit:.0f} s (10 minutes + 30 s per hour of the range); "
+                f"backfill {window} did not finish within its plan's {plan.timeout_seconds:,.0f} s; "
                 "the chunks done are kept, rerun it or a smaller range"
             ) from None
         await store.extend_watermark(target, ETL_JOB, window.start, window.end, plant_now())

@@ -63,7 +63,7 @@ async def temperature_etl(
     logger = get_run_logger()
     window = etl_window(hour, flow_run.scheduled_start_time, lookback_hours, plant_tz(), earliest_time(), plant_now() + DAY)
     async with open_database(source_block) as source, open_database(target_block) as target:
-        await check_connections(source, target)
+        logger.info("%s", await check_connections(source, target))
         scheduled = hour is None
         watermark = await store.get_watermark(target, JOB) if scheduled else None
         if watermark is not None and watermark < window.start:

@@ -11,7 +11,7 @@ from prefect.logging import get_run_logger
 
 from flows import store
 from flows.domain import readings
-from flows.domain.windows import backfill_plan
+from flows.domain.backfill import backfill_plan
 from flows.pipelines.fanout import artifact_key, run_chunks_on_pool
 from flows.pipelines.params import TimeBound, Whole
 from flows.pipelines.raw import LoadReport, check_batch, check_reading_params, iot_block_of, load_readings, open_raw_databases

@@ -26,6 +26,7 @@ from flows.store.master import (
 )
 from flows.store.raw import (
     WriteResult,
+    estimate_raw_rows,
     insert_raw,
     iter_device_rows,
     read_device_range,
@@ -43,6 +44,7 @@ __all__ = [
     "SourceDataError",
     "WriteResult",
     "apply_master_changes",
+    "estimate_raw_rows",
     "extend_watermark",
     "get_watermark",
     "insert_raw",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy import text as sa_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -277,3 +279,21 @@ async def read_sensors(db: Database) -> pl.DataFrame:
     """The IoT database's sensors: id, location, Modbus endpoint, register map, active flag."""
     cols = ["sensor_id", "loc_id", "host", "port", "device_id", "registers", "is_active"]
     return await read_rows(db, sensors, cols)
+
+
+async def estimate_raw_rows(db: Database, window: Window) -> int:
+    """About how many readings `window` holds: the planner's estimate on PostgreSQL and MariaDB
+    (EXPLAIN, no row read), a COUNT(*) over the capture_dt index elsewhere."""
+    where = (temperature_raw.c.capture_dt >= window.start, temperature_raw.c.capture_dt < window.end)
+    async with db.engine.connect() as conn:
+        if db.dialect not in ("postgresql", "mysql"):
+            return int((await conn.execute(select(func.count()).select_from(temperature_raw).where(*where))).scalar_one())
+        compiled = (
+            f"SELECT 1 FROM {db.qualified(temperature_raw)} "
+            f"WHERE capture_dt >= {timestamp_literal(window.start)} AND capture_dt < {timestamp_literal(window.end)}"
+        )
+        if db.dialect == "postgresql":
+            plan = (await conn.execute(sa_text(f"EXPLAIN (FORMAT JSON) {compiled}"))).scalar_one()
+            return int((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+        rows = (await conn.execute(sa_text(f"EXPLAIN {compiled}"))).mappings().all()
+        return int(sum(int(r.get("rows") or 0) for r in rows))
