@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,23 @@ def image_tag() -> str:
     return f"{tag}-{commit}" + ("-dirty" if dirty.strip() else "")
 
 
+def require_docker_engine() -> None:
+    """Stop `prefect deploy` with one line and the fixes when no Docker engine answers (SystemExit:
+    Prefect's step runner would wrap an exception in a traceback of its own)."""
+    from flows.ops.doctor import docker_engine
+
+    found = docker_engine()
+    if not found.ok:
+        print(f"montrg: error: the Docker engine {found.detail}: {found.fix}", file=sys.stderr)
+        raise SystemExit(1)
+
+
 def build_image(dockerfile: str = "Dockerfile", **build_kwargs: Any) -> dict[str, Any]:
-    """prefect_docker's build_docker_image with the image name, tag and base from the environment."""
+    """prefect_docker's build_docker_image with the image name, tag and base from the environment,
+    after checking that the Docker engine answers."""
     from prefect_docker.deployments.steps import build_docker_image
 
+    require_docker_engine()
     buildargs = dict(build_kwargs.pop("buildargs", None) or {})
     if os.environ.get("MONTRG_BASE_IMAGE"):
         buildargs["BASE_IMAGE"] = os.environ["MONTRG_BASE_IMAGE"]

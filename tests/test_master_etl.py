@@ -139,3 +139,22 @@ async def test_a_location_with_an_impossible_polling_interval_is_rejected_by_nam
 
     synced = await snapshot(target, "locations", "loc_id")
     assert synced.select("loc_id", "poll_interval_s").rows() == [("L1", 60.0), ("L2", None), ("L4", None)]
+
+
+async def test_a_database_is_never_synced_onto_itself(db_pair, pg_url):
+    from blocks import create_block
+    from tests.helpers import unique
+
+    source, _ = await db_pair("postgresql->postgresql")
+    with pytest.raises(ValueError, match=rf"source_block and target_block are both '{source.block}': master_etl would sync a database onto itself"):
+        await master_etl(source_block=source.block, target_block=source.block)
+    twin = unique("twin-")  # another block, the same URL
+    await create_block(twin, source.db.url.render_as_string(hide_password=False).replace("+asyncpg", ""))
+    with pytest.raises(ValueError, match=rf"source_block='{source.block}' and target_block='{twin}' are the same database and schema"):
+        await master_etl(source_block=source.block, target_block=twin)
+
+
+@pytest.mark.parametrize("value", ["yes", "1", 1, "on"])
+async def test_dry_run_is_true_or_false_nothing_else(value):
+    with pytest.raises(Exception, match=rf"dry_run.*{value!r} is not true or false"):
+        await master_etl(dry_run=value, source_block="none-such", target_block="none-such-hq")

@@ -19,6 +19,7 @@ from tests.helpers import unique
 
 ROOT = Path(__file__).resolve().parents[1]
 MONTRG = str(Path(sys.executable).with_name("montrg"))
+BIN = Path(sys.executable).parent
 SCHEDULED = datetime(2024, 3, 1, 6, 0, tzinfo=UTC)  # 15:00 in Seoul
 
 
@@ -119,3 +120,27 @@ async def test_doctor_names_what_each_deployment_lacks_and_pauses_it(prefect_env
         d = await client.read_deployment(deployment_id)
         assert d.schedules and not any(s.active for s in d.schedules), out.stdout
         await client.delete_deployment(deployment_id)
+
+
+def test_doctor_without_an_api_says_which_setting_to_make_instead_of_checking_a_temporary_server(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path)  # a fresh profile: no API set anywhere
+    out = subprocess.run([MONTRG, "doctor"], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "MISSING Prefect API: none configured (profile 'ephemeral' sets no PREFECT_API_URL" in out.stdout
+    assert "export PREFECT_API_URL=" in out.stdout and "--ephemeral" in out.stdout
+    assert "127.0.0.1:" not in out.stdout  # no temporary server was started and checked
+
+
+def test_deploy_without_a_docker_engine_stops_in_one_line_with_the_fixes(prefect_env):
+    env = {**prefect_env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    made = subprocess.run([MONTRG, "pool", "create", "--no-registry"], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert made.returncode == 0, made.stderr  # the pool prefect.yaml names (creating it needs no engine)
+    out = subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "-n", "hourly"], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    errors = [line for line in (out.stdout + out.stderr).splitlines() if "error" in line.lower()]
+    assert errors == ["montrg: error: the Docker engine does not answer at unix:///nonexistent/docker.sock (DockerException): "
+                      "start it (systemctl start docker, or: dockerd &) before prefect deploy; or run the flows without Docker "
+                      "on a process pool: python -m deployments.process_deploy (README, Deployments)"]

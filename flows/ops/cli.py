@@ -78,7 +78,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from flows.ops.doctor import diagnose
 
-    report = asyncio.run(diagnose(args.pool, pause_unready=args.pause_unready, resume_ready=args.resume_ready))
+    report = asyncio.run(diagnose(args.pool, pause_unready=args.pause_unready, resume_ready=args.resume_ready, ephemeral=args.ephemeral))
     for finding in report.findings:
         print(finding.line())
     for change in report.schedule_changes:
@@ -132,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
     doctor.add_argument("--pool", default="montrg-docker", help="the work pool to check besides the deployments' own")
     doctor.add_argument("--pause-unready", action="store_true", help="pause the schedules of deployments that lack something")
     doctor.add_argument("--resume-ready", action="store_true", help="switch on the paused schedules of deployments that lack nothing")
+    doctor.add_argument("--ephemeral", action="store_true", help="without PREFECT_API_URL, check a temporary local server (it holds no deployment)")
     doctor.set_defaults(func=_doctor)
 
     from deployments.pool import add_arguments

@@ -18,6 +18,7 @@ containers and has a pull policy (Docker); a worker is online.
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,6 +181,7 @@ async def check_pool(client, pool: str) -> list[Finding]:
         return [Finding(f"work pool {pool}", False, "does not exist", f"montrg pool create --pool {pool}  (add --no-registry on hosts without a registry)")]
     out = []
     if work_pool.type == "docker":
+        out.append(docker_engine())
         props = work_pool.base_job_template.get("variables", {}).get("properties", {})
         auto_remove = props.get("auto_remove", {}).get("default")
         pull = props.get("image_pull_policy", {}).get("default")
@@ -209,12 +211,58 @@ async def check_pool(client, pool: str) -> list[Finding]:
     return out
 
 
-async def diagnose(pool: str = DEFAULT_POOL, pause_unready: bool = False, resume_ready: bool = False) -> Report:
-    """Check the API, the pool and every flet-montrg deployment's prerequisites."""
+def configured_api() -> tuple[str | None, str]:
+    """(the Prefect API URL this process would use, None when none is set, and the profile it
+    comes from): without one, Prefect would start a temporary server, which holds no deployment."""
+    from prefect.context import get_settings_context
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return (str(url) if url else None), get_settings_context().profile.name
+
+
+def no_api_finding(profile: str) -> Finding:
+    return Finding(
+        "Prefect API", False,
+        f"none configured (profile {profile!r} sets no PREFECT_API_URL, nor does the environment); "
+        "a temporary server would hold none of your deployments",
+        "export PREFECT_API_URL=http://HOST:4200/api (or: prefect config set PREFECT_API_URL=...), "
+        "or start a local server with: make server; --ephemeral checks a temporary server anyway",
+    )
+
+
+def docker_engine() -> Finding:
+    """Whether the Docker engine answers (a Docker pool's runs and `prefect deploy`'s image build need it)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        version = client.version().get("Version", "?")
+        client.close()
+        return Finding("Docker engine", True, f"answers (Docker {version})")
+    except Exception as exc:  # the SDK raises DockerException, requests' errors or FileNotFoundError by setup
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return Finding(
+            "Docker engine", False, f"does not answer at {where} ({type(exc).__name__})",
+            "start it (systemctl start docker, or: dockerd &) before prefect deploy; or run the flows "
+            "without Docker on a process pool: python -m deployments.process_deploy (README, Deployments)",
+        )
+
+
+async def diagnose(
+    pool: str = DEFAULT_POOL, pause_unready: bool = False, resume_ready: bool = False, ephemeral: bool = False
+) -> Report:
+    """Check the API, the pool and every flet-montrg deployment's prerequisites. Without a
+    configured API, say so (unless `ephemeral`: then check a temporary server)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     report = Report()
+    url, profile = configured_api()
+    if url is None and not ephemeral:
+        report.findings.append(no_api_finding(profile))
+        report.blocking.append("Prefect API")
+        return report
     async with get_client() as client:
         failure = await client.api_healthcheck()
         if failure is not None:
@@ -230,7 +278,7 @@ async def diagnose(pool: str = DEFAULT_POOL, pause_unready: bool = False, resume
         for name in pools:
             for finding in await check_pool(client, name):
                 report.findings.append(finding)
-                if not finding.ok and not finding.subject.startswith("workers"):  # workers may start later
+                if not finding.ok and not finding.subject.startswith(("workers", "Docker")):  # may start later
                     report.blocking.append(finding.subject)
         checker = Checker()
         for d in sorted(deployments, key=lambda d: (flow_names.get(d.flow_id, ""), d.name)):

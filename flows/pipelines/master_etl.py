@@ -12,6 +12,7 @@ from blocks import open_database
 from flows import store
 from flows.domain import checks, master
 from flows.errors import MasterDataError
+from flows.pipelines.params import Flag
 from flows.pipelines.policy import RETRYING, require_tables
 from flows.pipelines.run_names import master_name, runtime_name
 from flows.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now
@@ -54,7 +55,7 @@ async def apply_changes(target: Database, plan: list[master.Changes]) -> None:
 
 @flow(name="master-etl", flow_run_name=runtime_name(master_name), timeout_seconds=30 * 60)
 async def master_etl(
-    dry_run: bool = False,
+    dry_run: Flag = False,
     orphan_sensors: Literal["warn", "fail"] = "warn",
     source_block: str = DEFAULT_SOURCE_BLOCK,
     target_block: str = DEFAULT_TARGET_BLOCK,
@@ -75,8 +76,18 @@ async def master_etl(
     """
     if orphan_sensors not in ("warn", "fail"):
         raise ValueError(f"orphan_sensors={orphan_sensors!r} must be 'warn' or 'fail'")
+    if source_block == target_block:
+        raise ValueError(
+            f"source_block and target_block are both {source_block!r}: master_etl would sync a database onto itself; "
+            "give the IoT database as source_block and the HQ database as target_block"
+        )
     logger = get_run_logger()
     async with open_database(source_block) as source, open_database(target_block) as target:
+        if source.same_tables(target):
+            raise ValueError(
+                f"source_block={source_block!r} and target_block={target_block!r} are the same database and schema "
+                f"({source.describe()}): master_etl would sync it onto itself; point one of the blocks elsewhere"
+            )
         await check_master_tables(source, target)
         plan = await plan_changes(source, target)
         counts = [change.counts() for change in plan]

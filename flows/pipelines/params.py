@@ -32,6 +32,17 @@ def _whole(value: Any) -> Any:
     return value
 
 
+def _flag(value: Any) -> Any:
+    """Only true or false (a JSON boolean, or its text from `--param name=false`): pydantic would
+    also take 'yes', 'on', 1 and 'y' as true."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{value!r} is not true or false")
+
+
 TimeBound = Annotated[date | datetime | str, BeforeValidator(_no_number)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
 Hour = Annotated[datetime | None, BeforeValidator(_hour)]
 Whole = Annotated[int, BeforeValidator(_whole)]

@@ -13,7 +13,7 @@ from flows import store
 from flows.domain.backfill import backfill_plan
 from flows.pipelines.fanout import artifact_key, run_chunks_on_pool
 from flows.pipelines.hourly import ETL_JOB, RunReport, check_connections, plan_chunks, process_chunks
-from flows.pipelines.params import TimeBound, Whole
+from flows.pipelines.params import Flag, TimeBound, Whole
 from flows.pipelines.run_names import backfill_name, runtime_name
 from flows.settings import (
     DEFAULT_SOURCE_BLOCK,
@@ -31,7 +31,7 @@ async def temperature_backfill(
     chunk_hours: Whole | None = None,
     source_block: str = DEFAULT_SOURCE_BLOCK,
     target_block: str = DEFAULT_TARGET_BLOCK,
-    fan_out: bool = False,
+    fan_out: Flag = False,
     max_parallel: Whole = 4,
     chunk_timeout_minutes: Whole = 180,
 ) -> RunReport:

@@ -13,7 +13,7 @@ from flows import store
 from flows.domain import readings
 from flows.domain.backfill import backfill_plan
 from flows.pipelines.fanout import artifact_key, run_chunks_on_pool
-from flows.pipelines.params import TimeBound, Whole
+from flows.pipelines.params import Flag, TimeBound, Whole
 from flows.pipelines.raw import LoadReport, check_batch, check_reading_params, iot_block_of, load_readings, open_raw_databases
 from flows.pipelines.run_names import raw_backfill_name, runtime_name
 from flows.pipelines.streams import ahead
@@ -39,7 +39,7 @@ async def temperature_raw_backfill(
     value_columns: dict[str, str] = readings.DEFAULT_VALUE_COLUMNS,
     limits: dict[str, list[float]] | None = None,
     outlier_mads: float | None = None,
-    fan_out: bool = False,
+    fan_out: Flag = False,
     max_parallel: Whole = 4,
     chunk_timeout_minutes: Whole = 180,
     source_block: str | None = None,

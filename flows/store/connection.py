@@ -72,6 +72,12 @@ class Database:
         password = self.url.password
         return message.replace(password, "***") if password else message
 
+    def same_tables(self, other: Database) -> bool:
+        """True when `other` reaches the same tables: the same server, database and schema (the
+        password aside)."""
+        mine, theirs = (db.url.set(password=None).render_as_string(hide_password=False) for db in (self, other))
+        return mine == theirs and self.schema == other.schema
+
     def qualified(self, table: Table) -> str:
         """`table`'s quoted name in this database, for statements written as text."""
         prep = self.engine.dialect.identifier_preparer
