@@ -80,6 +80,7 @@ def async_url(url: str | URL) -> URL:
             f"the URL carries a credential in its query string ({', '.join(k + '=***' for k in credentials)}); "
             "put the password in the user:password part of the URL (it is then stored as a secret)"
         )
+    _check_parts(parsed)
     driver = _ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
     if driver not in _SUPPORTED:
         raise ValueError(
@@ -89,6 +90,27 @@ def async_url(url: str | URL) -> URL:
     if driver == "mssql+aioodbc" and "odbc_connect" not in parsed.query:
         parsed = parsed.update_query_dict({k: v for k, v in MSSQL_DEFAULTS.items() if k not in parsed.query})
     return parsed.set(drivername=driver)
+
+
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,252})|[0-9A-Fa-f:.]+(%[A-Za-z0-9]+)?")
+
+
+def _check_parts(parsed: URL) -> None:
+    """The URL's host, port and database are ones a server can have (checked before any block is
+    saved: a port of 99999 would otherwise surface as an OverflowError at the first connect)."""
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database:
+            raise ValueError("the sqlite URL names no file (expected sqlite:///path/to/file.db)")
+        return
+    if parsed.host is None and not {"host", "unix_socket"} & set(parsed.query):
+        raise ValueError(f"the URL names no host (expected e.g. {backend}://user:password@host:port/database)")
+    if parsed.host is not None and not _HOST.fullmatch(parsed.host):
+        raise ValueError(f"host {parsed.host!r} is not a host name or an IP address")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ValueError(f"port {parsed.port} is not a TCP port (1..65535)")
+    if backend in ("postgresql", "mysql", "mariadb", "mssql") and not parsed.database:
+        raise ValueError(f"the URL names no database (expected {backend}://user:password@host:port/database)")
 
 
 def block_from_url(url: str | URL):
@@ -108,6 +130,33 @@ def block_from_url(url: str | URL):
         query=dict(parsed.query) or None,
     )
     return (SqlAlchemyConnector if sync_driver else AsyncSqlAlchemyConnector)(connection_info=components)
+
+
+async def check_block_url(name: str, url: str | URL, schema: str | None = None) -> str:
+    """Connect once to `url` (as block `name` would) and return the server's version; raises
+    ValueError naming the block and the URL (password hidden) with why it failed and the fixes."""
+    from flows.errors import is_transient
+    from flows.store.connection import ping
+
+    parsed = async_url(url)
+    if schema is not None:
+        parsed = parsed.update_query_dict({SCHEMA_PARAMETER: check_identifier(schema, "--schema")})
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        db = Database.from_url(name, parsed)
+    except Exception as exc:  # e.g. the ODBC driver manager is not installed
+        raise ValueError(f"block {name!r} was not saved: {shown} cannot be opened here: {exc}") from None
+    try:
+        return (await ping(db)).split(" on ")[0].split(",")[0]
+    except Exception as exc:
+        reason = db.redact(" ".join(str(getattr(exc, "orig", None) or exc).split()))[:300] or type(exc).__name__
+        what = "does not answer" if is_transient(exc) else "refused the connection"
+        raise ValueError(
+            f"block {name!r} was not saved: {shown} {what} ({reason}); check the host, port, database, "
+            "user and password, or save it anyway with --no-check"
+        ) from None
+    finally:
+        await db.dispose()
 
 
 async def create_block(name: str, url: str | URL, overwrite: bool = True, schema: str | None = None) -> str:

@@ -15,6 +15,15 @@ from tests.helpers import unique
 PASSWORD = "s3cr3t-marker-pw"
 
 
+@pytest.fixture
+def closed_port_number() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def montrg(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "flows", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
@@ -23,9 +32,9 @@ def montrg(env: dict[str, str], *args: str, stdin: str | None = None) -> subproc
 
 def test_blocks_create_never_prints_the_password(prefect_env):
     name = unique("t-cli-")
-    url = f"postgresql://montrg:{PASSWORD}@127.0.0.1:5432/test"
-    shown = montrg(prefect_env, "blocks", "create", name, url)
-    from_stdin = montrg(prefect_env, "blocks", "create", name, "-", stdin=url + "\n")
+    url = f"postgresql://montrg:{PASSWORD}@127.0.0.1:5432/test"  # no such user: saved without the check
+    shown = montrg(prefect_env, "blocks", "create", name, url, "--no-check")
+    from_stdin = montrg(prefect_env, "blocks", "create", name, "-", "--no-check", stdin=url + "\n")
     for done in (shown, from_stdin):
         assert done.returncode == 0, done.stderr
         assert PASSWORD not in done.stdout + done.stderr
@@ -117,7 +126,7 @@ async def test_blocks_create_schema_option_puts_tables_in_that_schema(prefect_en
 
 def test_an_unreachable_prefect_api_is_one_clear_line():
     env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
-    done = montrg(env, "blocks", "create", unique("t-cli-"), f"postgresql://u:{PASSWORD}@127.0.0.1/db")
+    done = montrg(env, "blocks", "create", unique("t-cli-"), f"postgresql://u:{PASSWORD}@127.0.0.1/db", "--no-check")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "montrg: error: the Prefect API (http://127.0.0.1:9/api) does not answer: ConnectError: All connection attempts failed; "
@@ -127,8 +136,38 @@ def test_an_unreachable_prefect_api_is_one_clear_line():
 
 def test_a_missing_sqlite_folder_is_one_clear_line(prefect_env, tmp_path):
     name = unique("t-cli-")
-    assert montrg(prefect_env, "blocks", "create", name, f"sqlite:///{tmp_path}/no/such/folder/x.db").returncode == 0
+    url = f"sqlite:///{tmp_path}/no/such/folder/x.db"
+    checked = montrg(prefect_env, "blocks", "create", name, url)
+    assert checked.returncode == 2 and checked.stderr.strip().splitlines() == [
+        f"montrg: error: block '{name}' was not saved: sqlite+aiosqlite:///{tmp_path}/no/such/folder/x.db refused the connection "
+        "(unable to open database file); check the host, port, database, user and password, or save it anyway with --no-check"
+    ]
+    assert montrg(prefect_env, "blocks", "create", name, url, "--no-check").returncode == 0
     for _ in range(3):  # the closed-loop race of the driver's thread showed up about one run in three
         done = montrg(prefect_env, "db", "init", "--block", name)
         assert done.returncode == 2
-        assert done.stderr.strip().splitlines() == ["montrg: error: OperationalError: unable to open database file"], done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"montrg: error: block '{name}' (sqlite+aiosqlite:///{tmp_path}/no/such/folder/x.db): creating the schema failed: "
+            "unable to open database file"
+        ], done.stderr
+
+
+def test_blocks_create_checks_the_url_and_the_server_before_saving(prefect_env, closed_port_number):
+    name = unique("t-cli-")
+    cases = {
+        "postgresql://postgres@127.0.0.1:99999/db": "port 99999 is not a TCP port (1..65535)",
+        "postgresql://postgres@127.0.0.1:5432": "the URL names no database",
+        "postgresql://postgres@bad_host!/db": "host 'bad_host!' is not a host name or an IP address",
+        f"postgresql://postgres:{PASSWORD}@127.0.0.1:{closed_port_number}/db": (
+            f"postgresql+asyncpg://postgres:***@127.0.0.1:{closed_port_number}/db does not answer"),
+        "postgresql://postgres@127.0.0.1:5432/montrg_no_such_db": 'refused the connection (database "montrg_no_such_db" does not exist)',
+    }
+    for url, message in cases.items():
+        done = montrg(prefect_env, "blocks", "create", name, url)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert done.stderr.startswith(f"montrg: error: block '{name}' was not saved: ") and message in done.stderr, done.stderr
+        assert PASSWORD not in done.stdout + done.stderr
+    good = montrg(prefect_env, "blocks", "create", name, "postgresql://postgres@127.0.0.1:5432/test")
+    assert good.returncode == 0 and good.stdout.startswith(f"saved block '{name}': postgresql+asyncpg://postgres@127.0.0.1:5432/test (PostgreSQL 1")
+    debug = montrg(prefect_env, "--debug", "blocks", "create", name, "postgresql://postgres@127.0.0.1:99999/db")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr  # the whole story, when asked for

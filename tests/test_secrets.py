@@ -109,8 +109,8 @@ def test_cli_never_prints_the_password(prefect_env):
     name = unique("t-cli-")
     outputs = [
         subprocess.run([sys.executable, "-m", "flows", *args], env=prefect_env, capture_output=True, text=True, timeout=120)
-        for args in (["blocks", "create", name, url], ["db", "init", "--block", name])
+        for args in (["blocks", "create", name, url], ["blocks", "create", name, url, "--no-check"], ["db", "init", "--block", name])
     ]
-    assert outputs[0].returncode == 0 and outputs[1].returncode != 0  # the database does not exist
+    assert [done.returncode for done in outputs] == [2, 0, 2]  # the database does not exist: the check, then db init say so
     for done in outputs:
         assert MARKER not in done.stdout + done.stderr

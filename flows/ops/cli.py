@@ -26,12 +26,19 @@ from flows.settings import apply_prefect_defaults
 
 def _db_init(args: argparse.Namespace) -> int:
     from blocks import open_database
+    from flows.errors import DatabaseUnavailable
+    from flows.pipelines.policy import answering
     from flows.store.schema import init_schema
 
     async def run() -> None:
         async with open_database(args.block) as db:
-            async with db.engine.begin() as conn:
-                report = await conn.run_sync(init_schema, db.schema)
+            try:
+                async with answering(db, "creating the schema"), db.engine.begin() as conn:
+                    report = await conn.run_sync(init_schema, db.schema)
+            except DatabaseUnavailable as exc:
+                raise DatabaseUnavailable(
+                    f"{exc}; check that the server runs, or correct the block's URL: montrg blocks create {args.block} URL"
+                ) from None
             where = f"schema {db.schema}" if db.schema else "database"
             if not report.changed:
                 print(f"{db.describe()}: {where} is up to date, nothing changed")
@@ -51,11 +58,16 @@ def _db_init(args: argparse.Namespace) -> int:
 
 
 def _blocks_create(args: argparse.Namespace) -> int:
-    from blocks import create_block
+    from blocks import async_url, check_block_url, create_block
 
     url = sys.stdin.readline().strip() if args.url == "-" else args.url
+    try:
+        async_url(url)
+    except ValueError as exc:
+        raise ValueError(f"block {args.name!r} was not saved: {exc}") from None
+    version = asyncio.run(check_block_url(args.name, url, args.schema)) if args.check else None
     shown = asyncio.run(create_block(args.name, url, overwrite=not args.no_overwrite, schema=args.schema))
-    print(f"saved block {args.name!r}: {shown}")
+    print(f"saved block {args.name!r}: {shown}" + (f" ({version})" if version else " (not checked: --no-check)"))
     return 0
 
 
@@ -113,6 +125,7 @@ def _automations_apply(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="montrg", description="flet-montrg: factory IoT temperature pipeline")
+    p.add_argument("--debug", action="store_true", help="on an error, show the traceback too")
     sub = p.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
@@ -126,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("url", help="postgresql://user:pass@host:5432/db, mysql://..., sqlite:///path; '-' reads stdin")
     create.add_argument("--no-overwrite", action="store_true", help="fail if the block exists")
     create.add_argument("--schema", help="this database's schema, if not MONTRG_SCHEMA (flet_montrg)")
+    create.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                        help="connect once before saving and report the server's version (default); --no-check saves without")
     create.set_defaults(func=_blocks_create)
 
     doctor = sub.add_parser("doctor", help="check blocks, tables, sensors, the pool and the deployments; print the fixes")
@@ -186,8 +201,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except (ValueError, LookupError, RuntimeError, OSError, SQLAlchemyError) as exc:
+    except Exception as exc:  # one line, what went wrong and where; the traceback with --debug
+        if args.debug:
+            raise
         message = getattr(exc, "orig", None) or exc  # the driver's own words, without the SQL echo
-        print(f"montrg: error: {type(message).__name__}: {message}", file=sys.stderr)
+        text = str(message).strip() or type(message).__name__
+        if not isinstance(exc, (ValueError, LookupError, RuntimeError, OSError, SQLAlchemyError)):
+            text = f"{type(message).__name__}: {text}"  # not one of ours: the kind says more
+        print(f"montrg: error: {' '.join(text.split())}", file=sys.stderr)
         return 2
 

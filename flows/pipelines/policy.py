@@ -45,7 +45,8 @@ async def answering(db: Database, what: str | None = None) -> AsyncIterator[None
             raise DatabaseUnavailable(f"{db.describe()} does not answer: {db.redact(str(exc))}") from None
         if what is None:
             raise
-        raise QueryFailed(f"{db.describe()}: {what} failed: {db.redact(str(exc))}") from None
+        said = " ".join(str(getattr(exc, "orig", None) or exc).split())  # the driver's words, not SQLAlchemy's wrapper
+        raise QueryFailed(f"{db.describe()}: {what} failed: {db.redact(said)}") from None
 
 
 async def require_tables(db: Database, tables: Iterable[Table], writes: str | None = None) -> str:
