@@ -14,12 +14,14 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && odbcinst -q -d -n FreeTDS
 
-# dependencies first (cached while only the code changes), into a venv that reuses the base's packages
-COPY pyproject.toml README.md ./
+# dependencies first (cached while only the code changes): exactly the versions of uv.lock, into a
+# venv that reuses the base's packages
+COPY pyproject.toml uv.lock README.md ./
 RUN python3 -m venv --system-site-packages /opt/venv \
-    && mkdir -p flows blocks deployments && touch flows/__init__.py blocks/__init__.py deployments/__init__.py \
-    && pip install --no-cache-dir . \
-    && pip uninstall --yes flet-montrg
+    && pip install --no-cache-dir "uv==0.13.9" \
+    && uv export --locked --no-dev --no-emit-project --no-hashes --format requirements-txt -o /tmp/locked.txt \
+    && uv pip install --python /opt/venv/bin/python --no-cache -r /tmp/locked.txt \
+    && pip uninstall --yes uv && rm /tmp/locked.txt
 
 COPY flows ./flows
 COPY blocks ./blocks

@@ -7,17 +7,19 @@ BIN := $(VENV)/bin
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/python -m pip install --quiet --upgrade pip "uv==0.13.9"
 
-# Reinstall only when pyproject.toml changes (uv resolves the pinned ranges in seconds). Bytecode is
+# Install exactly the versions in uv.lock (`uv sync --locked` fails if pyproject.toml and the lock
+# disagree: run `.venv/bin/uv lock` and commit both); reinstall only when either changes. Bytecode is
 # compiled at install: this machine sets PYTHONDONTWRITEBYTECODE, so otherwise every process would
-# compile Prefect & co. from source again (`import flows` 4.9 s instead of 2.3 s).
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e .
+# compile Prefect & co. from source again (`import flows.pipelines` 4.9 s instead of 2.3 s).
+UV_SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --locked --inexact --quiet --compile-bytecode --python $(BIN)/python
+$(VENV)/.installed-run: pyproject.toml uv.lock | $(BIN)/python
+	$(UV_SYNC)
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml uv.lock | $(BIN)/python
+	$(UV_SYNC) --extra test
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-run
@@ -42,7 +44,7 @@ server: $(VENV)/.installed-run
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache
 
-# Benchmarks against the machine's PostgreSQL; each prints its table (6 to 10 minutes in all, by the day's machine).
+# Benchmarks against the machine's PostgreSQL; each prints its table (about 10 minutes in all on 2 cores).
 bench: $(VENV)/.installed-run
 	$(BIN)/python bench/hourly.py
 	$(BIN)/python bench/e2e.py

@@ -3,7 +3,7 @@ to every minute (`make soak MINUTES=30`; not part of `make test`).
 
     .venv/bin/python -m deployments.soak --minutes 30
 
-What it sets up, as the README's deployment steps do: a Prefect server of its own (scheduler on),
+What it sets up, as docs/deployment.md's steps do: a Prefect server of its own (scheduler on),
 fresh PostgreSQL databases for IoT, HQ and the gateways' device table, the default blocks, the
 schema, a simulated Modbus floor on loopback (30 devices, one that hangs) in the sensors table,
 two days of history, the Docker engine and the local base image, `montrg pool create

@@ -1,7 +1,7 @@
 """flet-montrg's Prefect flows: `from flows import temperature_etl`.
 
 Each flow is an async Prefect flow; its Prefect name is the kebab-case of its function name. The
-package is layered, each layer importing only the ones below it (README, Layout; `make lint`
+package is layered, each layer importing only the ones below it (docs/layout.md; `make lint`
 checks it with import-linter):
 
     flows.ops        the `montrg` CLI, doctor, automations, demo and its seeding helpers

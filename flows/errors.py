@@ -19,6 +19,11 @@ from __future__ import annotations
 import asyncio
 
 
+class ParameterError(ValueError):
+    """A flow parameter's value is not one it takes; the one-line message names the parameter, the
+    value and the accepted form."""
+
+
 class SourceDataError(ValueError):
     """A raw value in a source that cannot be aggregated; the message names location, time and value."""
 

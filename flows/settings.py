@@ -33,7 +33,7 @@ DEFAULT_DEVICE_TABLE = "dbo.temperature"
 DEFAULT_POOL = "montrg-docker"
 CHUNK_QUEUE = "backfill-chunks"  # the work queue of fanned-out backfill chunks (flows/pipelines/fanout.py)
 
-# Tunables, measured on the 2-core machines this runs on (README, Performance)
+# Tunables, measured on the 2-core machines this runs on (docs/performance.md)
 IN_FLIGHT = 3  # hourly chunks under way at once: two aggregating in the source while one writes
 BATCH_ROWS = 5_000  # rows per statement where a write goes through SQLAlchemy (MariaDB, SQLite)
 LOCK_TIMEOUT_S = 600  # the longest a writer waits for another's table lock (MariaDB GET_LOCK)

@@ -68,3 +68,41 @@ async def test_backfill_deployment_accepts_dates_and_datetimes_as_the_cli_sends_
             await client.delete_flow_run(run.id)
         with pytest.raises(PrefectHTTPStatusError):  # the schema still rejects what is not text or a date
             await client.create_flow_run_from_deployment(d.id, parameters={"start": [1, 2], "end": "2024-01-02"})
+
+
+async def test_a_bad_parameter_is_one_line_from_python_the_cli_and_the_ui_alike(deployed, prefect_env):
+    """The same one line for a bad value, whether the flow is called from Python, started with
+    `prefect deployment run --param`, or from the UI (its call: create_flow_run_from_deployment)."""
+    from prefect.client.orchestration import get_client
+
+    from flows import temperature_backfill
+    from flows.errors import ParameterError
+
+    line = "start='2024-13-01' is not a date 'YYYY-MM-DD' or a datetime 'YYYY-MM-DDTHH:MM[:SS][+09:00]'"
+    with pytest.raises(ValueError) as called:
+        await temperature_backfill(start="2024-13-01", end="2024-01-02")
+    assert str(called.value) == line
+    with pytest.raises(ParameterError) as called:
+        await temperature_backfill(start="2024-01-01", end="2024-01-02", fan_out="yes")
+    assert str(called.value) == "fan_out='yes' is not true or false"
+
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("prefect")), "deployment", "run", "temperature-backfill/backfill-process",
+         "--param", "start=2024-13-01", "--param", "end=2024-01-02"],
+        env=prefect_env, capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    async with get_client() as client:
+        d = await client.read_deployment_by_name("temperature-backfill/backfill-process")
+        ui = await client.create_flow_run_from_deployment(d.id, parameters={"start": "2024-13-01", "end": "2024-01-02"})
+        worker = subprocess.run(
+            [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", POOL, "--run-once"],
+            env=prefect_env, capture_output=True, text=True, timeout=300, cwd=ROOT,
+        )
+        assert worker.returncode == 0, worker.stdout[-2000:] + worker.stderr[-2000:]
+        runs = await client.read_flow_runs()
+        ours = [r for r in runs if r.deployment_id == d.id and r.parameters.get("start") == "2024-13-01"]
+        assert len(ours) == 2 and ui.id in {r.id for r in ours}
+        for run in ours:
+            assert run.state.is_failed(), run.state
+            assert line in run.state.message and "\n" not in run.state.message.strip(), run.state.message

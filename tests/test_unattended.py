@@ -143,4 +143,4 @@ def test_deploy_without_a_docker_engine_stops_in_one_line_with_the_fixes(prefect
     errors = [line for line in (out.stdout + out.stderr).splitlines() if "error" in line.lower()]
     assert errors == ["montrg: error: the Docker engine does not answer at unix:///nonexistent/docker.sock (DockerException): "
                       "start it (systemctl start docker, or: dockerd &) before prefect deploy; or run the flows without Docker "
-                      "on a process pool: python -m deployments.process_deploy (README, Deployments)"]
+                      "on a process pool: python -m deployments.process_deploy (docs/deployment.md)"]

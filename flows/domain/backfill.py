@@ -22,7 +22,7 @@ MAX_CHUNK_HOURS = 24 * 31  # 744: a chunk is read at once; a month at most
 DEFAULT_CHUNK_HOURS = 24
 TARGET_CHUNK_ROWS = 5_000_000  # readings a chosen chunk size aims at (a few hundred MB on the raw path)
 # The timeout: a fixed start-up allowance, then per chunk that runs and per million readings read;
-# generous against the measured 1.5M readings/s (README, Performance), so only a stuck run hits it.
+# generous against the measured 1.5M readings/s (docs/performance.md), so only a stuck run hits it.
 TIMEOUT_BASE_S, TIMEOUT_PER_CHUNK_S, TIMEOUT_PER_MILLION_ROWS_S = 600.0, 30.0, 60.0
 
 

@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 from flows.settings import apply_prefect_defaults
 
@@ -71,14 +72,30 @@ def _blocks_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _console_logs_to(path: Path) -> None:
+    """Send what Prefect's loggers would print to the terminal into `path` instead (the demo's
+    summary is what a person reads; the runs' logs stay in the file and in the Prefect UI)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(path, mode="w", encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
+    loggers = [logging.getLogger(), *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+                logger.addHandler(to_file)
+
+
 def _demo(args: argparse.Namespace) -> int:
+    import prefect  # noqa: F401 - sets up Prefect's logging, which the next line redirects
+
     from flows.ops.demo import print_summary, run_demo
 
-    if "PREFECT_LOGGING_LEVEL" not in os.environ:  # the summary, not the logs
-        logging.getLogger("prefect").setLevel(logging.WARNING)
-
+    log = Path(args.dir) / "demo.log"
+    _console_logs_to(log)
     started = time.perf_counter()
     print("flet-montrg demo: the whole pipeline on a simulated sensor floor", flush=True)
+    print(f"  (the flow runs' logs go to {log})", flush=True)
     summary = asyncio.run(
         run_demo(folder=args.dir, reset=args.reset, source_url=args.source_url, target_url=args.target_url)
     )
@@ -109,7 +126,6 @@ def _pool_create(args: argparse.Namespace) -> int:
 
 
 def _automations_apply(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from flows.ops.automations import apply
 

@@ -165,7 +165,7 @@ class Checker:
         if not usable:
             return Finding(
                 subject, False, f"no active sensor with a Modbus host and a valid register map ({table.height} rows in sensors)",
-                "add the sensors to the IoT database's sensors table (or the master data it is synced from); see README, Raw ingest",
+                "add the sensors to the IoT database's sensors table (or the master data it is synced from); see docs/flows.md, Raw ingest",
             )
         return Finding(subject, True, f"{usable} active")
 
@@ -245,7 +245,7 @@ def docker_engine() -> Finding:
         return Finding(
             "Docker engine", False, f"does not answer at {where} ({type(exc).__name__})",
             "start it (systemctl start docker, or: dockerd &) before prefect deploy; or run the flows "
-            "without Docker on a process pool: python -m deployments.process_deploy (README, Deployments)",
+            "without Docker on a process pool: python -m deployments.process_deploy (docs/deployment.md)",
         )
 
 
@@ -273,7 +273,7 @@ async def diagnose(
         deployments = await client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=list(FLOW_FUNCTIONS))))
         flow_names = {f.id: f.name for f in await client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=list(FLOW_FUNCTIONS))))}
         if not deployments:
-            report.findings.append(Finding("deployments", False, "no flet-montrg deployment on this server", "prefect --no-prompt deploy --all  (see README, Deployments)"))
+            report.findings.append(Finding("deployments", False, "no flet-montrg deployment on this server", "prefect --no-prompt deploy --all  (see docs/deployment.md)"))
         pools = sorted({pool} | {d.work_pool_name for d in deployments if d.work_pool_name})
         for name in pools:
             for finding in await check_pool(client, name):

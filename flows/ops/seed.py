@@ -5,6 +5,7 @@ data, history and a gateway's device table with a few malformed rows. Its rows c
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -74,15 +75,21 @@ async def seed_master(iot: Database, cfg: FloorSettings, port: int, silent_port:
 
 
 async def seed_history(iot: Database, cfg: FloorSettings, start: datetime, end: datetime) -> int:
+    """A day at a time, with a progress bar on a terminal and a line per day elsewhere (a log, CI)."""
     total, day = 0, start
+    bar = sys.stdout.isatty()
     while day < end:
         chunk_end = min(day + timedelta(days=1), end)
         raw = simulate.readings(cfg.locations, day, chunk_end, hot_locations=1, prefix=PREFIX, seed=day.toordinal())
         total += await store.insert_raw(iot, raw)
         done = (chunk_end - start) / (end - start)
-        print(f"\r    [{'#' * int(done * 30):<30}] {done:4.0%}  {total:,} readings", end="", flush=True)
+        if bar:
+            print(f"\r    [{'#' * int(done * 30):<30}] {done:4.0%}  {total:,} readings", end="", flush=True)
+        else:
+            print(f"    {day:%Y-%m-%d}: {raw.height:,} readings ({done:.0%}, {total:,} in all)", flush=True)
         day = chunk_end
-    print()
+    if bar:
+        print()
     return total
 
 

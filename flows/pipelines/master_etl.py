@@ -12,7 +12,7 @@ from blocks import open_database
 from flows import store
 from flows.domain import checks, master
 from flows.errors import MasterDataError
-from flows.pipelines.params import Flag
+from flows.pipelines.params import Flag, checked
 from flows.pipelines.policy import RETRYING, require_tables
 from flows.pipelines.run_names import master_name, runtime_name
 from flows.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now
@@ -53,7 +53,8 @@ async def apply_changes(target: Database, plan: list[master.Changes]) -> None:
     await store.apply_master_changes(target, plan, plant_now())
 
 
-@flow(name="master-etl", flow_run_name=runtime_name(master_name), timeout_seconds=30 * 60)
+@flow(name="master-etl", flow_run_name=runtime_name(master_name), timeout_seconds=30 * 60, validate_parameters=False)
+@checked
 async def master_etl(
     dry_run: Flag = False,
     orphan_sensors: Literal["warn", "fail"] = "warn",

@@ -1,24 +1,34 @@
-"""Parameter types of the flows: what Prefect's validation may turn into a date, and must not.
+"""The flows' parameters: their types, and one check of them all (`checked`).
 
-Prefect validates a run's parameters with pydantic before the flow starts, and pydantic reads a
-number as Unix seconds (`start=20240131` became 1970-08-23) and `True` as 1. These types refuse
-such values by name before any coercion; the flows then parse the accepted forms themselves
-(flows.domain.windows). The JSON schema the UI shows is unchanged.
+Every flow is `@flow(validate_parameters=False)` over `@checked`: the flow's own signature is
+validated by pydantic here, in the flow run, whether it was called from Python, started with
+`prefect deployment run --param` or from the UI, and a bad value gives one line:
+`dry_run='yes' is not true or false`, the shape of every check. (Prefect's own validation would give a
+multi-line ParameterTypeError before the flow starts, in another shape than the flows' own checks.)
+The types refuse what pydantic would coerce: a number as Unix seconds (`start=20240131` became
+1970-08-23), `True` as 1, 'yes' as true. The JSON schema the UI shows is unchanged.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from flows.domain.windows import FORMS, parse_hour
+from flows.errors import ParameterError
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def _no_number(value: Any) -> Any:
     if isinstance(value, (bool, int, float)):
-        raise ValueError(f"{value!r} is a number, not {FORMS}")
+        raise ValueError(f"is a number, not {FORMS}")
     return value
 
 
@@ -28,7 +38,7 @@ def _hour(value: Any) -> Any:
 
 def _whole(value: Any) -> Any:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError(f"{value!r} is not a whole number")
+        raise ValueError("is not a whole number")
     return value
 
 
@@ -39,10 +49,47 @@ def _flag(value: Any) -> Any:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise ValueError(f"{value!r} is not true or false")
+    raise ValueError("is not true or false")
 
 
 TimeBound = Annotated[date | datetime | str, BeforeValidator(_no_number)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Hour = Annotated[datetime | None, BeforeValidator(_hour)]
 Whole = Annotated[int, BeforeValidator(_whole)]
+
+
+def _reason(name: str, value: Any, error: ValidationError) -> str:
+    """The first problem of `error` as `name=value <what is wrong, and what is accepted>`."""
+    first = error.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if message.startswith(f"{name}="):  # a check that names its parameter itself (windows.parse_hour)
+        return message
+    if first["type"] != "value_error":  # pydantic's words: "Input should be a valid integer"
+        message = ": " + message[0].lower() + message[1:]
+    else:
+        message = " " + message
+    return f"{name}={value!r}{message}"
+
+
+def checked(fn: F) -> F:
+    """`fn` with its parameters validated against its own type hints first; a bad value raises
+    ParameterError in one line that names the parameter, the value and what it takes, the shape
+    of the flows' own checks (`start='2024-13-01' is not a date ...`)."""
+    signature = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    adapters = {name: TypeAdapter(hints.get(name, Any)) for name in signature.parameters}
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ParameterError(str(exc)) from None
+        for name, value in list(bound.arguments.items()):
+            try:
+                bound.arguments[name] = adapters[name].validate_python(value)
+            except ValidationError as exc:
+                raise ParameterError(_reason(name, value, exc)) from None
+        return await fn(*bound.args, **bound.kwargs)
+
+    return wrapper  # type: ignore[return-value]

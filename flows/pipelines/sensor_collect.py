@@ -21,6 +21,7 @@ from blocks import open_database
 from flows import store
 from flows.domain import readings
 from flows.domain.windows import check_range, is_repeated
+from flows.pipelines.params import checked
 from flows.pipelines.raw import check_raw_tables, iot_block_of
 from flows.pipelines.run_names import collect_name, runtime_name
 from flows.settings import DEFAULT_IOT_BLOCK, plant_limits, plant_tz
@@ -104,7 +105,8 @@ def _row(sensor: Sensor, capture_dt: datetime, values: dict[str, object]) -> dic
     }
 
 
-@flow(name="sensor-collect", flow_run_name=runtime_name(collect_name), timeout_seconds=2 * 60 * 60)
+@flow(name="sensor-collect", flow_run_name=runtime_name(collect_name), timeout_seconds=2 * 60 * 60, validate_parameters=False)
+@checked
 async def sensor_collect(
     interval_seconds: float = 10.0,
     duration_seconds: float = 600.0,

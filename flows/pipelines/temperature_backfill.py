@@ -13,7 +13,7 @@ from flows import store
 from flows.domain.backfill import backfill_plan
 from flows.pipelines.fanout import artifact_key, run_chunks_on_pool
 from flows.pipelines.hourly import ETL_JOB, RunReport, check_connections, plan_chunks, process_chunks
-from flows.pipelines.params import Flag, TimeBound, Whole
+from flows.pipelines.params import Flag, TimeBound, Whole, checked
 from flows.pipelines.run_names import backfill_name, runtime_name
 from flows.settings import (
     DEFAULT_SOURCE_BLOCK,
@@ -24,7 +24,8 @@ from flows.settings import (
 )
 
 
-@flow(name="temperature-backfill", flow_run_name=runtime_name(backfill_name))
+@flow(name="temperature-backfill", flow_run_name=runtime_name(backfill_name), validate_parameters=False)
+@checked
 async def temperature_backfill(
     start: TimeBound,
     end: TimeBound,

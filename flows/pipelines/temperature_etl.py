@@ -14,7 +14,7 @@ from flows import store
 from flows.domain import health
 from flows.domain.windows import DAY, HOUR, Window, check_hours, chunks, etl_window
 from flows.pipelines.hourly import ETL_JOB, RunReport, check_connections, process_chunks
-from flows.pipelines.params import Hour, Whole
+from flows.pipelines.params import Hour, Whole, checked
 from flows.pipelines.run_names import etl_name, runtime_name
 from flows.settings import (
     DEFAULT_SOURCE_BLOCK,
@@ -30,7 +30,8 @@ JOB = ETL_JOB
 HEALTH_HOURS = 6  # the hours the plant-health artifact shows
 
 
-@flow(name="temperature-etl", flow_run_name=runtime_name(etl_name), timeout_seconds=30 * 60)
+@flow(name="temperature-etl", flow_run_name=runtime_name(etl_name), timeout_seconds=30 * 60, validate_parameters=False)
+@checked
 async def temperature_etl(
     hour: Hour = None,
     lookback_hours: Whole = 3,

@@ -13,7 +13,7 @@ from flows import store
 from flows.domain import readings
 from flows.domain.backfill import backfill_plan
 from flows.pipelines.fanout import artifact_key, run_chunks_on_pool
-from flows.pipelines.params import Flag, TimeBound, Whole
+from flows.pipelines.params import Flag, TimeBound, Whole, checked
 from flows.pipelines.raw import LoadReport, check_batch, check_reading_params, iot_block_of, load_readings, open_raw_databases
 from flows.pipelines.run_names import raw_backfill_name, runtime_name
 from flows.pipelines.streams import ahead
@@ -28,7 +28,8 @@ from flows.settings import (
 from flows.store.schema import device_table as device_table_def
 
 
-@flow(name="temperature-raw-backfill", flow_run_name=runtime_name(raw_backfill_name))
+@flow(name="temperature-raw-backfill", flow_run_name=runtime_name(raw_backfill_name), validate_parameters=False)
+@checked
 async def temperature_raw_backfill(
     start: TimeBound,
     end: TimeBound,

@@ -13,6 +13,7 @@ from prefect.logging import get_run_logger
 from flows import store
 from flows.domain import readings
 from flows.domain.windows import check_range
+from flows.pipelines.params import checked
 from flows.pipelines.raw import LoadReport, check_batch, check_reading_params, iot_block_of, load_readings, open_raw_databases
 from flows.pipelines.run_names import raw_etl_name, runtime_name
 from flows.pipelines.streams import ahead
@@ -20,7 +21,8 @@ from flows.settings import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE, DEFAULT_I
 from flows.store.schema import device_table as device_table_def
 
 
-@flow(name="temperature-raw-etl", flow_run_name=runtime_name(raw_etl_name), timeout_seconds=30 * 60)
+@flow(name="temperature-raw-etl", flow_run_name=runtime_name(raw_etl_name), timeout_seconds=30 * 60, validate_parameters=False)
+@checked
 async def temperature_raw_etl(
     device_block: str = DEFAULT_DEVICE_BLOCK,
     device_table: str = DEFAULT_DEVICE_TABLE,
