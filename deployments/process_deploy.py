@@ -8,8 +8,8 @@ the project is checked out and installed on the worker host) and every deploymen
 `--pool` (a process pool: `montrg pool create --pool montrg-process --type process`). Each
 deployment's name gets `-SUFFIX` (`temperature-etl/hourly-process`), so these deployments never
 replace the Docker pool's ones of the same flows (Prefect keys a deployment by flow and name: the
-last deploy of a name wins). The rewritten file is handed to
-`prefect --no-prompt deploy --all --prefect-file`.
+last deploy of a name wins). The rewritten file, in a temporary folder outside the checkout, is
+handed to `prefect --no-prompt deploy --all --prefect-file`.
 """
 
 from __future__ import annotations
@@ -45,14 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suffix", default="process", help="appended to every deployment name (default: process)")
     args = parser.parse_args(argv)
     config = yaml.safe_load(Path(args.prefect_file).read_text())
-    with tempfile.NamedTemporaryFile("w", prefix=".montrg-deploy-", suffix=".yaml", dir=ROOT, delete=False) as out:
-        yaml.safe_dump(without_image(config, args.pool, args.directory, args.suffix), out, sort_keys=False)
-    try:
+    with tempfile.TemporaryDirectory(prefix="montrg-deploy-") as folder:  # never in the checkout
+        rewritten = Path(folder) / "prefect.yaml"
+        rewritten.write_text(yaml.safe_dump(without_image(config, args.pool, args.directory, args.suffix), sort_keys=False))
         return subprocess.run(
-            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", out.name], cwd=ROOT
+            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(rewritten)], cwd=ROOT
         ).returncode
-    finally:
-        Path(out.name).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

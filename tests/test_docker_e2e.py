@@ -177,6 +177,6 @@ async def test_four_fanned_out_backfills_at_once_complete_on_two_workers(deploye
         artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[p.id for p in finished])))
         parent_keys = {a.key for a in artifacts}
     assert ran_on == {"e2e-1", "e2e-2"}, ran_on
-    assert parent_keys == {"temperature-backfill", "temperature-backfill-summary"}, parent_keys
+    assert parent_keys == {"temperature-backfill-plan", "temperature-backfill", "temperature-backfill-summary"}, parent_keys
     assert_matches_reference(await target_rows(target), await reference(source, datetime(2024, 1, 30), datetime(2024, 2, 3)))
     print(f"\n4 fanned-out backfills, 8 chunks on 2 workers: {time.monotonic() - started:.0f} s")

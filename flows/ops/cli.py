@@ -87,7 +87,10 @@ def _console_logs_to(path: Path) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import prefect  # noqa: F401 - sets up Prefect's logging, which the next line redirects
+    if not os.environ.get("PREFECT_API_URL"):  # a temporary server of the demo's own, in its folder:
+        # two demos from two checkouts never share (or overwrite) blocks, nor touch the user's Prefect home
+        os.environ["PREFECT_HOME"] = str((Path(args.dir) / "prefect-home").resolve())
+    import prefect  # noqa: F401 - reads the settings above; sets up Prefect's logging, which is redirected below
 
     from flows.ops.demo import print_summary, run_demo
 

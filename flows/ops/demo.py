@@ -223,5 +223,6 @@ def print_summary(summary: DemoSummary) -> None:
     if api:
         print(f"flow runs, logs and artifacts: {api.removesuffix('/api')}/runs")
     else:
-        print("flow runs, logs and artifacts: these ran on a temporary Prefect server; to browse them,")
-        print("  run `make server` (prefect server start) and open http://127.0.0.1:4200/runs")
+        home = os.environ.get("PREFECT_HOME", "~/.prefect")
+        print(f"flow runs, logs and artifacts: these ran on a temporary Prefect server of the demo's own ({home}); to browse them,")
+        print(f"  run `PREFECT_HOME={home} make server` and open http://127.0.0.1:4200/runs")

@@ -15,9 +15,10 @@ free for a child (`montrg doctor` prints the rule). And no parent waits forever:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.logging import get_run_logger
@@ -27,6 +28,7 @@ from flows.errors import ChunksFailed
 from flows.settings import CHUNK_QUEUE
 
 CHUNK_TAG = "fan-out-chunk"
+T = TypeVar("T")
 
 
 def artifact_key(base: str) -> str:
@@ -55,12 +57,64 @@ async def _chunk_queue(deployment_id: str) -> tuple[str, int | None]:
     return pool, queue.concurrency_limit
 
 
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The run's logger (shown in the UI) inside a run, else this module's."""
+    try:
+        return get_run_logger()
+    except Exception:  # MissingContextError: called outside a flow or task run
+        return logging.getLogger(__name__)
+
+
+API_RETRY_SECONDS = 300.0  # how long a parent keeps asking a Prefect API that does not answer (a restart)
+
+
+def api_hiccup(exc: BaseException) -> bool:
+    """True for errors of a Prefect API that is restarting or briefly away: no connection, a reset,
+    a timeout, HTTP 502/503/504. Anything else (a 4xx, a bug) is not retried."""
+    import httpx
+
+    if isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError)):
+        return True
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None) in (502, 503, 504)
+
+
+async def with_api_retries(call: Callable[[], Awaitable[T]], what: str, patience: float = API_RETRY_SECONDS) -> T:
+    """`call()`, again after a pause (1 s, doubling to 30 s) while the API has a hiccup, for up to
+    `patience` seconds; then, or on any other error, the error itself."""
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + patience, 1.0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not api_hiccup(exc) or loop.time() + pause > deadline:
+                raise
+            _logger().warning("%s: the Prefect API did not answer (%s); asking again in %.0f s", what, type(exc).__name__, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
+
+async def _wait(run_id, timeout: float, what: str, poll: float = 2.0):
+    """The flow run `run_id` once its state is final, or as it is after `timeout` seconds."""
+    from prefect.client.orchestration import get_client
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with get_client() as client:
+        while True:
+            run = await with_api_retries(lambda: client.read_flow_run(run_id), f"{what}: reading its state")
+            if (run.state and run.state.is_final()) or loop.time() >= deadline:
+                return run
+            await asyncio.sleep(poll)
+
+
 async def _cancel(run_id, why: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
     async with get_client() as client:
-        await client.set_flow_run_state(run_id, Cancelled(message=why), force=True)
+        await with_api_retries(lambda: client.set_flow_run_state(run_id, Cancelled(message=why), force=True), "cancelling a chunk")
 
 
 async def run_chunks_on_pool(
@@ -102,10 +156,14 @@ async def run_chunks_on_pool(
     async def one(piece: Window) -> None:
         params = parameters(piece)
         async with gate:
-            child = await run_deployment(
-                name, parameters=params, job_variables=job_variables, as_subflow=True, timeout=timeout, poll_interval=2,
+            # created once even when asked twice (the idempotency key), then waited for here: an API
+            # that restarts meanwhile is asked again, and the chunk is never orphaned or doubled
+            child = await with_api_retries(lambda: run_deployment(
+                name, parameters=params, job_variables=job_variables, as_subflow=True, timeout=0,
                 work_queue_name=CHUNK_QUEUE, tags=[CHUNK_TAG], flow_run_name=name_of(params, datetime.now().astimezone()),
-            )
+                idempotency_key=f"{flow_run.id}:{piece.start.isoformat()}",
+            ), f"chunk {piece}: creating its run")
+            child = await _wait(child.id, timeout, f"chunk {piece}")
             state = child.state.name if child.state else "unknown"
             if not (child.state and child.state.is_final()):
                 why = f"did not finish within chunk_timeout_minutes={chunk_timeout_minutes} (was {state})"
