@@ -89,8 +89,10 @@ def _console_logs_to(path: Path) -> None:
 def _demo(args: argparse.Namespace) -> int:
     if not os.environ.get("PREFECT_API_URL"):  # a temporary server of the demo's own, in its folder:
         # two demos from two checkouts never share (or overwrite) blocks, nor touch the user's Prefect home
-        os.environ["PREFECT_HOME"] = str((Path(args.dir) / "prefect-home").resolve())
-    import prefect  # noqa: F401 - reads the settings above; sets up Prefect's logging, which is redirected below
+        home = (Path(args.dir) / "prefect-home").resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(home)
+    import prefect.main  # noqa: F401 - reads the settings above and sets up Prefect's logging, redirected below
 
     from flows.ops.demo import print_summary, run_demo
 

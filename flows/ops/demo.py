@@ -9,7 +9,6 @@ seeded history, temperature_etl for the last hour, and a summary to read instead
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -77,9 +76,10 @@ async def run_demo(
     summary = DemoSummary()
     if source_url is None:
         root = Path(folder).resolve()
-        if reset and root.exists():
-            shutil.rmtree(root)
         root.mkdir(parents=True, exist_ok=True)
+        if reset:  # the databases only: the folder also holds the demo's log and its Prefect home
+            for old in (*root.glob("iot.db*"), *root.glob("hq.db*")):
+                old.unlink()
         source_url, target_url = f"sqlite:///{root / 'iot.db'}", f"sqlite:///{root / 'hq.db'}"
         summary.where = f"SQLite files in {root}"
     else:
