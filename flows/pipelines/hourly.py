@@ -69,10 +69,11 @@ async def check_connections(source: Database, target: Database) -> str:
 
 
 @task(name="plan-backfill", **RETRYING)
-async def plan_chunks(source: Database, window: Window, chunk_hours: int | None) -> BackfillPlan:
-    """The backfill's plan (flows.domain.backfill): the source's first reading and its estimate of
-    the range's readings, and the throughput of recent backfills on this Prefect server."""
-    horizon, rows = await asyncio.gather(store.source_horizon(source), store.estimate_raw_rows(source, window))
+async def plan_chunks(source: Database, window: Window, chunk_hours: int | None, horizon: datetime | None) -> BackfillPlan:
+    """The backfill's plan (flows.domain.backfill) from the source's first reading (`horizon`, the
+    run context's, so the chunks skipped are exactly those the chunks would not judge), its
+    estimate of the range's readings, and the throughput of recent backfills on this Prefect server."""
+    rows = await store.estimate_raw_rows(source, window)
     return plan_backfill(window, chunk_hours, horizon, rows, await recent_rows_per_second())
 
 
@@ -281,11 +282,13 @@ async def process_chunks(
     target: Database,
     pieces: list[Window],
     after_each: Callable[[int, ChunkReport], Awaitable[None]] | None = None,
+    ctx: RunContext | None = None,
 ) -> list[ChunkReport]:
     """Process `pieces`, each one task run (chunk_task), up to IN_FLIGHT at once: reads overlap,
-    writes go in order. What no chunk changes is read once, before the first (read_context)."""
+    writes go in order. What no chunk changes is read once, before the first (read_context),
+    unless the caller has read it (`ctx`)."""
     turns = WriteTurns()
-    ctx = await read_context(source, target)
+    ctx = ctx or await read_context(source, target)
 
     def start(number: int) -> asyncio.Future:
         return asyncio.ensure_future(chunk_task(source, target, pieces[number], ctx, number, turns))

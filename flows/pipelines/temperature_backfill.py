@@ -12,7 +12,7 @@ from blocks import open_database
 from flows import store
 from flows.domain.backfill import backfill_plan
 from flows.pipelines.fanout import artifact_key, run_chunks_on_pool
-from flows.pipelines.hourly import ETL_JOB, RunReport, check_connections, plan_chunks, process_chunks
+from flows.pipelines.hourly import ETL_JOB, RunReport, check_connections, plan_chunks, process_chunks, read_context
 from flows.pipelines.params import Flag, TimeBound, Whole, checked
 from flows.pipelines.run_names import backfill_name, runtime_name
 from flows.settings import (
@@ -65,7 +65,8 @@ async def temperature_backfill(
     report = RunReport(str(window), [])
     async with open_database(source_block) as source, open_database(target_block) as target:
         versions = await check_connections(source, target)
-        plan = await plan_chunks(source, window, chunk_hours)
+        ctx = await read_context(source, target)  # once: the plan and the chunks judge by the same first reading
+        plan = await plan_chunks(source, window, chunk_hours, ctx.horizon)
         logger.info("%s", plan.describe())
         logger.info("%s", versions)
         await acreate_table_artifact(key=artifact_key("temperature-backfill-plan"), table=plan.table(), description=f"temperature-backfill {window}: the plan")
@@ -88,7 +89,7 @@ async def temperature_backfill(
 
         try:
             async with asyncio.timeout(plan.timeout_seconds):
-                report.chunks = await process_chunks(source, target, plan.pieces, after_each=progressed)
+                report.chunks = await process_chunks(source, target, plan.pieces, after_each=progressed, ctx=ctx)
         except TimeoutError:
             raise TimeoutError(
                 f"backfill {window} did not finish within its plan's {plan.timeout_seconds:,.0f} s; "
