@@ -88,7 +88,7 @@ async def test_collects_exact_decoded_readings_and_survives_bad_devices(floor):
 
 async def test_overlapping_runs_store_each_reading_once(floor):
     """Two runs of the same window (a retried or duplicated scheduled run) poll the same cycles."""
-    args = dict(interval_seconds=1, duration_seconds=2, timeout_seconds=0.5, window_start=soon(3), source_block=floor.block)
+    args = dict(interval_seconds=1, duration_seconds=2, timeout_seconds=0.9, window_start=soon(3), source_block=floor.block)
     first, second = await asyncio.gather(sensor_collect(**args), sensor_collect(**args))
 
     stored = await query(floor, "SELECT COUNT(*) AS n, COUNT(DISTINCT capture_dt) AS cycles FROM flet_montrg.temperature_raw")
