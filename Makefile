@@ -54,9 +54,14 @@ bench: $(VENV)/.installed-run
 # The pipeline deployed on a Docker pool and left alone, every schedule every minute, 3 fanned-out
 # backfills midway; prints runs by state, late starts and the HQ table against a GROUP BY. Needs root
 # (installs and starts a Docker engine when there is none). Not part of `make test`.
+# FAULTS=1: the same with faults injected while the schedules run (database restart, Prefect server
+# and worker SIGKILLed, backends terminated, the gateways' database unreachable, the HQ table
+# locked), then TAIL more minutes and the exact checks; under 25 MINUTES the first three faults only.
 MINUTES ?= 30
+FAULTS ?=
+TAIL ?= 10
 soak: $(VENV)/.installed-run
-	$(BIN)/python -m deployments.soak --minutes $(MINUTES)
+	$(BIN)/python -m deployments.soak --minutes $(MINUTES) $(if $(filter 1 yes true,$(FAULTS)),--faults --tail $(TAIL))
 
 # The backfill at 100M raw rows too (generating them once takes about 10 minutes; kept in montrg_bench_src_100m).
 bench-scale: $(VENV)/.installed-run
