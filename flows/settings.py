@@ -7,7 +7,7 @@ change it without code changes:
 | --- | --- | --- |
 | MONTRG_PLANT_TZ | Asia/Seoul | the plant's time zone; raw capture_dt and ymd/hh are plant local time |
 | MONTRG_SCHEMA | flet_montrg | the schema of the pipeline's tables (a database on MariaDB; none on SQLite) |
-| MONTRG_RETRY_BACKOFF_S | 5 | first wait before a task retries a lost connection (then x2, x4) |
+| MONTRG_RETRY_BACKOFF_S | 5 | first wait before a task retries a lost connection (then x2, x4, x8, x16) |
 | MONTRG_EARLIEST_DATE | 2000-01-01 | the earliest plant time a flow accepts (the latest: a day after now) |
 | MONTRG_POLL_INTERVAL_S | 10 | seconds between a location's readings where `locations.poll_interval_s` is NULL |
 | MONTRG_COVERAGE_MIN | 0.8 | an ended hour with fewer than this share of its expected readings raises a coverage alert |

@@ -117,3 +117,71 @@ async def test_fails_only_when_no_sensor_answers(pg_url):
 async def test_a_window_far_from_now_is_refused_before_any_polling():
     with pytest.raises(ValueError, match=r"window_start=2030-01-01T00:00:00 is more than a day from now"):
         await sensor_collect(window_start=datetime(2030, 1, 1), source_block="nope")
+
+
+async def test_a_window_already_past_fails_naming_it(floor):
+    """A run that starts after its whole window (the worker was down): no reading can be taken for
+    those times, and the run says so instead of 'no sensor answered'."""
+    gone = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    with pytest.raises(RuntimeError, match=r"started after its whole window \(.*\) had passed: no cycle could be polled, so the window's 3 cycles"):
+        await sensor_collect(interval_seconds=1, duration_seconds=3, timeout_seconds=0.5, window_start=gone, iot_block=floor.block)
+    assert (await query(floor, "SELECT COUNT(*) AS n FROM flet_montrg.temperature_raw"))["n"][0] == 0
+
+
+@pytest.fixture
+def private_cluster():
+    """A PostgreSQL server of this test's own (the machine's shared one is never stopped)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from deployments.faults import PrivateCluster
+
+    folder = Path(tempfile.mkdtemp(prefix="montrg-pg-"))
+    os.chmod(folder, 0o755)  # the postgres user runs the server when the tests run as root
+    cluster = PrivateCluster(folder / "pg")
+    cluster.create()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+        folder.rmdir()
+
+
+async def test_a_database_restart_mid_run_is_waited_out_and_every_polled_cycle_is_stored(private_cluster):
+    """The IoT database stops (fast shutdown) after the first write and starts again 2 s later:
+    the writes that found it down are retried, and every reading taken is stored exactly once;
+    cycles whose time passed while a write waited are counted as missed, never stamped late."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    admin = create_async_engine(private_cluster.url().replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text("CREATE DATABASE iot"))
+    await admin.dispose()
+    sims = [SimSensor(i, FLOAT_MAP, values(i)) for i in range(1, 6)]
+    endpoint = await SimulatedEndpoint(sims).start()
+    iot = await make_db(private_cluster.url("iot"), unique("t-iot-"))
+    async with iot.db.engine.begin() as conn:
+        await conn.execute(insert(sensors), [
+            {"sensor_id": f"S{s.device_id}", "loc_id": f"L{s.device_id}", "host": "127.0.0.1", "port": endpoint.port,
+             "device_id": s.device_id, "is_active": True, "registers": json.dumps({m: asdict(r) for m, r in FLOAT_MAP.items()})}
+            for s in sims
+        ])
+    run = asyncio.create_task(sensor_collect(
+        interval_seconds=1, duration_seconds=10, timeout_seconds=0.5, flush_every_cycles=1, window_start=soon(3), iot_block=iot.block,
+    ))
+    try:
+        while (await query(iot, "SELECT COUNT(*) AS n FROM flet_montrg.temperature_raw"))["n"][0] == 0:  # the first write is in
+            await asyncio.sleep(0.1)
+        await iot.db.dispose()
+        await asyncio.to_thread(private_cluster.stop, "fast")
+        await asyncio.sleep(2)  # the outage's length, not an ordering
+        await asyncio.to_thread(private_cluster.start)
+        report = await run
+        stored = await query(iot, "SELECT COUNT(*) AS n, COUNT(DISTINCT capture_dt) AS cycles FROM flet_montrg.temperature_raw")
+    finally:
+        await endpoint.stop()
+        await iot.db.dispose()
+    assert report.cycles + report.missed == 10
+    assert stored.row(0) == (report.readings, report.cycles) and report.readings == 5 * report.cycles == report.written

@@ -1,8 +1,9 @@
 """The task policy every flow shares: which failures are retried and how, and the table checks.
 
 Retry only what a retry can cure (flows.errors.is_transient: a lost or refused connection, a
-deadlock or a lock timeout), three times with exponential backoff from MONTRG_RETRY_BACKOFF_S; bad
-data and SQL errors fail at once.
+deadlock or a lock timeout), five times with exponential backoff from MONTRG_RETRY_BACKOFF_S (5, 10,
+20, 40, 80 s by default: a task waits out about 2.5 minutes of a database that restarts, as for a
+patch, and its run completes); bad data and SQL errors fail at once.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def retry_on_connection_error(task, task_run, state) -> bool:  # noqa: ARG001 - 
     return is_transient(state.data if isinstance(state.data, BaseException) else None)
 
 
+RETRIES = 5
 RETRYING = dict(
-    retries=3,
+    retries=RETRIES,
     retry_delay_seconds=exponential_backoff(backoff_factor=retry_backoff_seconds()),
     retry_jitter_factor=0.2,
     retry_condition_fn=retry_on_connection_error,

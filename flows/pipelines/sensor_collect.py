@@ -13,7 +13,6 @@ from datetime import datetime, tzinfo
 import polars as pl
 from prefect import flow, task
 from prefect.artifacts import acreate_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
@@ -22,6 +21,7 @@ from flows import store
 from flows.domain import readings
 from flows.domain.windows import check_range, is_repeated
 from flows.pipelines.params import checked
+from flows.pipelines.policy import RETRYING, answering
 from flows.pipelines.raw import check_raw_tables, iot_block_of
 from flows.pipelines.run_names import collect_name, runtime_name
 from flows.settings import DEFAULT_IOT_BLOCK, plant_limits, plant_tz
@@ -38,15 +38,17 @@ class CollectReport:
     readings: int = 0
     written: int = 0
     rejected: int = 0
+    missed: int = 0  # cycles whose time passed while a write waited for the database
     failures: Counter = field(default_factory=Counter)  # sensor_id -> failed cycles
     seconds_per_cycle: list[float] = field(default_factory=list)
 
 
-@task(name="load-sensors", cache_policy=NO_CACHE)
+@task(name="load-sensors", **RETRYING)
 async def load_sensors(iot: Database) -> list[Sensor]:
     """Active sensors with a Modbus endpoint; a sensor with a bad register map is named and skipped."""
     logger = get_run_logger()
-    table = await store.read_sensors(iot)
+    async with answering(iot, "reading the sensors table"):
+        table = await store.read_sensors(iot)
     out = []
     for row in table.filter(pl.col("is_active") & pl.col("host").is_not_null()).iter_rows(named=True):
         try:
@@ -66,7 +68,7 @@ def second_pass(tick: float, tz: tzinfo) -> bool:
     return local.fold == 1 and is_repeated(local.replace(tzinfo=None), tz)
 
 
-@task(name="flush-readings", task_run_name="flush-readings {cycles} cycles", cache_policy=NO_CACHE)
+@task(name="flush-readings", task_run_name="flush-readings {cycles} cycles", **RETRYING)  # idempotent: stored once per (loc_id, capture_dt)
 async def flush(iot: Database, buffer: list[dict[str, object]], sensors: pl.DataFrame, cycles: int) -> store.WriteResult:
     """Validate buffered readings (NaN, physical limits) and write them and their rejects at once.
 
@@ -84,7 +86,17 @@ async def flush(iot: Database, buffer: list[dict[str, object]], sensors: pl.Data
     )
     found = pl.concat([parsed.rejects, readings.rejects(set_aside, rows.columns, ORIGIN, now, ["sensor_id", "capture_dt", "upload_dt"])])
     # at-least-once collection: a reading already stored (overlapping or repeated run) is kept once
-    return await store.write_readings(iot, parsed.good, found, replace=False)
+    async with answering(iot, "writing readings"):
+        return await store.write_readings(iot, parsed.good, found, replace=False)
+
+
+async def _flush(iot: Database, buffer: list[dict[str, object]], sensors: pl.DataFrame, report: CollectReport) -> list:
+    """Write what `buffer` holds (if anything), count it in `report`; returns the empty buffer."""
+    if buffer:
+        written = await flush(iot, buffer, sensors, report.cycles)
+        report.written += written.written
+        report.rejected += written.rejected
+    return []
 
 
 def _grid(start: datetime, duration: float, interval: float, tz: tzinfo) -> list[float]:
@@ -170,11 +182,23 @@ async def sensor_collect(
         start = window_start or flow_run.scheduled_start_time
         ticks = _grid(start, duration_seconds, interval_seconds, tz)
         past = [t for t in ticks if t < time.time() - interval_seconds / 2]
+        if past and len(past) == len(ticks):
+            end = datetime.fromtimestamp(ticks[-1] + interval_seconds, tz)
+            raise RuntimeError(
+                f"started after its whole window ({datetime.fromtimestamp(ticks[0], tz):%Y-%m-%d %H:%M:%S} .. {end:%H:%M:%S} "
+                f"plant time) had passed: no cycle could be polled, so the window's {len(ticks)} cycles are missing "
+                "(the hours' coverage shows them)"
+            )
         if past:
             logger.warning("started late: skipping %d cycles already past", len(past))
         ticks = ticks[len(past):]
         try:
-            for n, tick in enumerate(ticks):
+            for tick in ticks:
+                if tick < time.time() - interval_seconds / 2:
+                    # a write that waited for the database (retries) let this cycle's time pass: a reading
+                    # taken now would carry a time it was not taken at, so the cycle is missed, and counted
+                    report.missed += 1
+                    continue
                 await asyncio.sleep(max(0.0, tick - time.time()))
                 capture_dt = datetime.fromtimestamp(tick, tz).replace(tzinfo=None)
                 again = second_pass(tick, tz)
@@ -192,17 +216,17 @@ async def sensor_collect(
                         capture_dt.time(), len(result.readings), len(sensors),
                         "; ".join(f"{k}: {v}" for k, v in sorted(result.failures.items())[:10]),
                     )
-                if buffer and (report.cycles % flush_every_cycles == 0 or n == len(ticks) - 1):
-                    written = await flush(iot, buffer, sensor_map, report.cycles)
-                    report.written += written.written
-                    report.rejected += written.rejected
-                    buffer = []
+                if report.cycles % flush_every_cycles == 0:
+                    buffer = await _flush(iot, buffer, sensor_map, report)
+            await _flush(iot, buffer, sensor_map, report)
         finally:
             await poller.close()
     logger.info(
         "%d cycles, %d sensors: %d readings, %d new rows, %d rejected; slowest cycle %.3f s",
         report.cycles, report.sensors, report.readings, report.written, report.rejected, max(report.seconds_per_cycle, default=0),
     )
+    if report.missed:
+        logger.warning("%d cycles missed while a write waited for the database (their readings were not taken)", report.missed)
     await acreate_table_artifact(
         key="sensor-collect",
         table=[{"sensor_id": k, "failed_cycles": v} for k, v in sorted(report.failures.items())] or [{"sensor_id": "-", "failed_cycles": 0}],
