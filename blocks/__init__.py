@@ -176,10 +176,21 @@ async def create_block(name: str, url: str | URL, overwrite: bool = True, schema
     replaced = await _load(other, name) is not None  # the same name, the other kind of block (SQL Server <-> the rest)
     if replaced and not overwrite:
         raise ValueError(f"block {name!r} already exists; leave out --no-overwrite to replace it")
-    await block.save(name, overwrite=overwrite)
+    await _save(block, name, overwrite)
     if replaced:
         await other.adelete(name)
     return async_url(url).render_as_string(hide_password=True)
+
+
+async def _save(block, name: str, overwrite: bool) -> None:
+    """`block.save`, once more when another `montrg blocks create` registered the block type or
+    schema on a new server between this one's read and create (Prefect answers 409 to the second)."""
+    from prefect.exceptions import ObjectAlreadyExists
+
+    try:
+        await block.save(name, overwrite=overwrite)
+    except ObjectAlreadyExists:  # registration lost the race; it reads what the other registered now
+        await block.save(name, overwrite=overwrite)
 
 
 async def _load(kind, name: str):
