@@ -342,8 +342,10 @@ class Soak:
         run = await until_running("backfill chunk", chunk, 300)
         fault.inject()
         names = ", ".join(f"'{self.plant.names[r]}'" for r in ("iot", "hq"))
-        killed = await admin(self.plant.servers["iot"], "SELECT pid FROM pg_stat_activity WHERE datname IN (" + names + ") "
-                             "AND pid <> pg_backend_pid() AND pg_terminate_backend(pid)")
+        # the pids first, then the terminations: in one WHERE, PostgreSQL may call pg_terminate_backend
+        # before it checks pid <> pg_backend_pid(), and terminate the soak's own connection
+        killed = await admin(self.plant.servers["iot"], "SELECT p.pid FROM (SELECT pid FROM pg_stat_activity WHERE datname IN ("
+                             + names + ") AND pid <> pg_backend_pid() OFFSET 0) p, LATERAL pg_terminate_backend(p.pid) t WHERE t")
         fault.heal()
         fault.detail = f"{len(killed)} backends terminated while {run.name if run else 'no chunk'} ran"
 
