@@ -7,6 +7,7 @@
                     it is cut and new ones are refused (the gateways themselves still write)
     Service         a process the soak starts, SIGKILLs and starts again (the Prefect server, workers)
     Fault           one fault of the schedule: what, when it was injected and healed, what it hit
+    Webhook         a loopback HTTP server behind a notification block: keeps what the automations send
 
 The schedule (`plan`) injects each fault while the schedules run, heals it after its stated
 duration, and leaves quiet time between faults (2 minutes in the 30-minute soak).
@@ -15,16 +16,19 @@ duration, and leaves quiet time between faults (2 minutes in the 30-minute soak)
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
 
@@ -194,3 +198,31 @@ async def run_plan(faults: list[Fault], minutes: float, say: Callable[[str], Non
         say(f"{(time.monotonic() - started) / 60:5.1f} min: {fault.name} healed{': ' + fault.detail if fault.detail else ''}")
         at = time.monotonic() - started
     await asyncio.sleep(max(0.0, started + minutes * 60 - time.monotonic()))
+
+
+class Webhook:
+    """A loopback HTTP server behind the soak's notification block: keeps what the automations send."""
+
+    def __init__(self) -> None:
+        received: list[dict] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def subjects(self) -> list[str]:
+        return [str(b.get("subject", "")) for b in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -43,18 +42,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
 
-from deployments.faults import Fault, Gate, PrivateCluster, Service, run_plan
+from deployments.faults import Fault, Gate, PrivateCluster, Service, Webhook, run_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -410,28 +407,6 @@ async def wait_idle(timeout: float) -> None:
             await asyncio.sleep(5)
 
 
-class Webhook:
-    """A loopback HTTP server behind the soak's notification block: keeps what the automations send."""
-
-    def __init__(self) -> None:
-        received: list[dict] = []
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def subjects(self) -> list[str]:
-        return [str(b.get("subject", "")) for b in self.received]
 def state_of(run) -> str:
     return run.state.name if run.state else "?"
 
@@ -700,7 +675,7 @@ async def soak(minutes: float, home: Path, port: int, faults_on: bool, tail: flo
         for worker in workers:
             worker.stop()
         server.stop()
-        webhook.server.shutdown()
+        webhook.close()
         for role, name in names.items():
             try:
                 await admin(plant.servers[role], f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -6,11 +6,8 @@ Slow (a server start, then an SLA window of 30 s)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,23 +22,13 @@ SLA_MINUTES = 0.5
 @pytest.fixture
 def webhook():
     """A loopback HTTP server that keeps the JSON bodies POSTed to it."""
-    received: list[dict] = []
+    from deployments.faults import Webhook
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's name
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = Webhook()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+        yield server.url, server.received
     finally:
-        server.shutdown()
+        server.close()
 
 
 async def test_sla_failed_runs_and_alerts_notify(full_prefect_server, webhook):
