@@ -1,5 +1,5 @@
-"""Plant health, the pure part: coverage of each location-hour, coverage alerts, which alerts
-notify (one per location, hour and measure, at the highest level), and the health table.
+"""Plant health, the pure part: coverage of each location-hour, coverage alerts, the plan that
+records the alerts of some hours, and the health table (what notifies: flows.domain.episodes).
 
 Coverage is an hour's raw rows over the readings expected in it: 3600 s over the location's
 polling interval (`locations.poll_interval_s`, else MONTRG_POLL_INTERVAL_S). An active location
@@ -94,66 +94,39 @@ def _empty_alerts() -> pl.DataFrame:
     })
 
 
-GROUP = ["loc_id", "alert_time", "measure"]
-
-
-def to_notify(breaches: pl.DataFrame, open_before: pl.DataFrame, notify_since: datetime) -> pl.DataFrame:
-    """The breaches that notify: per (loc_id, alert_time, measure), the highest level breached now,
-    when it is above every level that was open before this evaluation (a first breach, or an
-    escalation), and the hour is at or after `notify_since` (older hours are recorded quietly).
-
-    `open_before` holds (loc_id, alert_time, measure, level) of the alerts open before. The result
-    is `breaches`' rows with `replaces`: the highest level open before (None for a first breach).
-    """
-    top = (
-        breaches.with_columns(_rank().alias("_rank"))
-        .sort("_rank", descending=True)
-        .unique(subset=GROUP, keep="first", maintain_order=True)
-    )
-    before = (
-        open_before.with_columns(_rank().alias("_before"))
-        .sort("_before", descending=True)
-        .unique(subset=GROUP, keep="first")
-        .select(*GROUP, pl.col("level").alias("replaces"), "_before")
-    )
-    return (
-        top.join(before, on=GROUP, how="left")
-        .filter((pl.col("_rank") > pl.col("_before").fill_null(0)) & (pl.col("alert_time") >= notify_since))
-        .drop("_rank", "_before")
-        .sort(ALERT_KEYS)
-    )
-
-
 @dataclass
 class AlertPlan:
     """What to write into `alerts` for the hours a chunk judged: `new` breaches (inserted open),
     `known` ones (values refreshed, open again if they were resolved: `reopened`), the open alerts
-    that no longer breach (`resolve`, by alert_id), and the levels to announce (`notified`, with
-    `replaces`: the level an escalation replaces)."""
+    that no longer breach (`resolve`, by alert_id), and `current`: the alerts open in those hours
+    once the plan is carried out (what the alarm episodes follow, flows.domain.episodes)."""
 
     new: pl.DataFrame
     known: pl.DataFrame
     reopened: pl.DataFrame
     resolve: list[int]
-    notified: pl.DataFrame
+    current: pl.DataFrame
 
     @property
     def opened(self) -> pl.DataFrame:
         return pl.concat([self.new, self.reopened])
 
 
-def plan_alerts(breaches: pl.DataFrame, recorded: pl.DataFrame, spare: pl.DataFrame, notify_since: datetime) -> AlertPlan:
-    """Make the `recorded` alerts of some hours (alert_id, ALERT_KEYS, status) equal the `breaches`
-    found in them, except those of the location-hours in `spare` (loc_id, hour: left out, not
-    recomputed), which are left as they are.
+CURRENT = [*ALERT_KEYS, "measured_value", "threshold_min", "threshold_max", "message"]
+
+
+def plan_alerts(breaches: pl.DataFrame, recorded: pl.DataFrame, spare: pl.DataFrame) -> AlertPlan:
+    """Make the `recorded` alerts of some hours (alert_id, ALERT_KEYS, status, and the CURRENT
+    values) equal the `breaches` found in them, except those of the location-hours in `spare`
+    (loc_id, hour: left out, not recomputed), which are left as they are.
 
     A breach already recorded is kept once (its values refreshed); a resolved one that breaches
-    again is re-opened; an open alert that no longer breaches is resolved. Per location, hour and
-    measure the highest level breached is announced when it rises above every level open before
-    (to_notify), for hours at or after `notify_since`."""
+    again is re-opened; an open alert that no longer breaches is resolved. Announcing is the
+    episodes' part (flows.domain.episodes), not the hours'."""
     keys = list(ALERT_KEYS)
     kept_out = spare.select("loc_id", pl.col("hour").alias("alert_time"))
     breaches = breaches.join(kept_out, on=["loc_id", "alert_time"], how="anti")
+    left_alone = recorded.join(kept_out, on=["loc_id", "alert_time"], how="semi").filter(status="open")
     recorded = recorded.join(kept_out, on=["loc_id", "alert_time"], how="anti")
     known = breaches.join(recorded.select(keys), on=keys, how="semi")
     return AlertPlan(
@@ -161,7 +134,7 @@ def plan_alerts(breaches: pl.DataFrame, recorded: pl.DataFrame, spare: pl.DataFr
         known=known,
         reopened=known.join(recorded.filter(status="resolved").select(keys), on=keys, how="semi"),
         resolve=recorded.filter(status="open").join(breaches.select(keys), on=keys, how="anti")["alert_id"].to_list(),
-        notified=to_notify(breaches, recorded.filter(status="open").select(keys), notify_since),
+        current=pl.concat([breaches.select(CURRENT), left_alone.select(CURRENT)], how="vertical_relaxed"),
     )
 
 

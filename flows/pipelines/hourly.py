@@ -25,7 +25,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from flows import store
-from flows.domain import aggregate, alerts, checks, health
+from flows.domain import aggregate, alerts, checks, episodes, health
 from flows.domain.backfill import BackfillPlan, plan_backfill
 from flows.domain.windows import HOUR, Window
 from flows.errors import TargetValidationError
@@ -33,8 +33,8 @@ from flows.pipelines.policy import RETRYING, require_tables
 from flows.pipelines.streams import WriteTurns
 from flows.settings import IN_FLIGHT, coverage_min, notify_hours, plant_limits, plant_now, poll_interval_seconds
 from flows.store import Database
+from flows.store.schema import alarm_episodes, alarm_mutes, etl_watermark, locations, temperature, temperature_raw, thresholds
 from flows.store.schema import alerts as alerts_table
-from flows.store.schema import etl_watermark, locations, temperature, temperature_raw, thresholds
 
 
 @dataclass
@@ -49,12 +49,14 @@ class ChunkReport:
     removed: int = 0  # location-hours whose readings were all deleted at the source
     alerts_opened: int = 0
     alerts_resolved: int = 0
-    alerts_notified: int = 0
+    alerts_notified: int = 0  # announcements: new alarm episodes and their escalations
+    alarms_opened: int = 0
+    alarms_closed: int = 0
 
 
 ETL_JOB = "temperature-etl"  # the hourly job's watermark (etl_watermark.job_name), extended by the backfill too
 SOURCE_TABLES = [temperature_raw]  # what the hourly job and the backfill read
-TARGET_TABLES = [temperature, etl_watermark, thresholds, locations, alerts_table]  # what they read and write
+TARGET_TABLES = [temperature, etl_watermark, thresholds, locations, alerts_table, alarm_episodes, alarm_mutes]  # what they read and write
 
 
 @task(name="check-connections", **RETRYING)
@@ -189,13 +191,19 @@ async def verify_stored_hours(target: Database, hourly: pl.DataFrame, window: Wi
 EVENTS = {health.COVERAGE: "montrg.coverage.low"}  # other measures: montrg.threshold.breached
 
 
+def _stamp(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 async def evaluate_alerts(
     target: Database, hourly: pl.DataFrame, ctx: RunContext, judged: Window, spare: pl.DataFrame, window: Window
-) -> health.AlertPlan:
+) -> tuple[health.AlertPlan, episodes.EpisodePlan]:
     """Compare the hours just written with the active thresholds and with their expected readings;
-    record every level breached in `alerts`, and announce the highest one per location, hour and
-    measure (or its escalation) as a Prefect event about `montrg.location.<loc_id>`:
-    `montrg.threshold.breached` for a measure, `montrg.coverage.low` for missing readings.
+    record every level breached in `alerts` (one row per location, hour, measure and level), then
+    bring the alarm episodes up to date (flows.domain.episodes: consecutive bad hours of a location
+    and measure are one alarm) and announce each new episode, or its rise to a higher level, as a
+    Prefect event about `montrg.location.<loc_id>`: `montrg.threshold.breached` for a measure,
+    `montrg.coverage.low` for missing readings; an episode that closes emits `montrg.alarm.closed`.
 
     Only the `judged` hours (from the source's first reading on) are evaluated; coverage is judged
     for the hours that have ended; hours older than MONTRG_NOTIFY_HOURS are recorded without an event.
@@ -203,25 +211,49 @@ async def evaluate_alerts(
     from prefect.events import emit_event
 
     now = plant_now()
-    ended = [h for h in health.hours_of(judged.start, judged.end) if h + HOUR <= now]
-    gaps = health.coverage_alerts(hourly, ctx.expected, ended, ctx.coverage_min)
+    judged_hours = health.hours_of(judged.start, judged.end)
+    gaps = health.coverage_alerts(hourly, ctx.expected, [h for h in judged_hours if h + HOUR <= now], ctx.coverage_min)
     found = pl.concat([alerts.breaches(hourly, ctx.thresholds), gaps], how="vertical_relaxed")
-    since = now - ctx.notify_hours * HOUR
-    done = await store.record_alerts(
-        target, judged.start, judged.end - HOUR, lambda recorded: health.plan_alerts(found, recorded, spare, since), now
-    )
-    for row in done.notified.iter_rows(named=True):
-        payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
-        emit_event(
-            event=EVENTS.get(row["measure"], "montrg.threshold.breached"),
-            resource={"prefect.resource.id": f"montrg.location.{row['loc_id']}", "prefect.resource.name": str(row["loc_id"])},
-            payload={**payload, "escalated": row["replaces"] is not None},
+    active = ctx.expected.filter(pl.col("is_active")).select("loc_id")
+    inactive = set(ctx.expected.filter(~pl.col("is_active"))["loc_id"].to_list())
+
+    def plan_episodes(decided: health.AlertPlan, facts: store.EpisodeFacts) -> episodes.EpisodePlan:
+        live = pl.DataFrame([(e.loc_id, e.measure) for e in facts.known if e.live], schema=["loc_id", "measure"], orient="row")
+        bad, normal = episodes.hour_states(decided.current, hourly, active, judged_hours, now, facts.mutes, live)
+        return episodes.plan_episodes(
+            facts.known, bad, normal, judged.start, judged.end, facts.last_bad_before, inactive,
+            episodes.muted_now(facts.mutes, now), now - ctx.notify_hours * HOUR,
         )
-    get_run_logger().info(
-        "%d alert levels in %s (%d of them coverage): %d opened, %d resolved, %d announced",
-        found.height, window, gaps.height, done.opened.height, len(done.resolve), done.notified.height,
+
+    done, alarms = await store.record_alerts(
+        target, judged.start, judged.end - HOUR, lambda recorded: health.plan_alerts(found, recorded, spare), plan_episodes, now
     )
-    return done
+    for a in alarms.announcements:
+        e = a.episode
+        emit_event(
+            event=EVENTS.get(e.measure, "montrg.threshold.breached"),
+            resource=_location(e.loc_id),
+            payload={
+                "episode_id": e.episode_id, "loc_id": e.loc_id, "alert_time": a.hour.isoformat(), "measure": e.measure,
+                "level": a.level, "measured_value": a.measured_value, "threshold_min": a.threshold_min,
+                "threshold_max": a.threshold_max, "message": a.message, "replaces": a.replaces,
+                "escalated": a.replaces is not None, "first_hour": e.first_hour.isoformat(),
+            },
+        )
+    for e in alarms.closed:
+        emit_event(event="montrg.alarm.closed", resource=_location(e.loc_id), payload={
+            k: _stamp(getattr(e, k)) for k in ("episode_id", "loc_id", "measure", "first_hour", "last_hour", "peak_level", "close_reason")
+        })
+    get_run_logger().info(
+        "%d alert levels in %s (%d of them coverage): %d opened, %d resolved; alarms: %d new, %d closed, %d announced",
+        found.height, window, gaps.height, done.opened.height, len(done.resolve), len(alarms.new), len(alarms.closed),
+        len(alarms.announcements),
+    )
+    return done, alarms
+
+
+def _location(loc_id: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"montrg.location.{loc_id}", "prefect.resource.name": str(loc_id)}
 
 
 async def run_chunk(
@@ -262,13 +294,17 @@ async def run_chunk(
     report = ChunkReport(
         str(window), raw_rows, hourly.height, done.inserted, done.updated, done.unchanged,
         round(time.perf_counter() - started, 3), done.removed,
-        *((alerted.opened.height, len(alerted.resolve), alerted.notified.height) if alerted else (0, 0, 0)),
+        *(_alert_counts(*alerted) if alerted else (0, 0, 0, 0, 0)),
     )
     get_run_logger().info(
         "chunk %s: %d raw rows -> %d location-hours (%d new, %d updated, %d removed) in %.2f s",
         window, report.raw_rows, report.location_hours, report.inserted, report.updated, report.removed, report.seconds,
     )
     return report
+
+
+def _alert_counts(done: health.AlertPlan, alarms: episodes.EpisodePlan) -> tuple[int, int, int, int, int]:
+    return done.opened.height, len(done.resolve), len(alarms.announcements), len(alarms.new), len(alarms.closed)
 
 
 chunk_task = task(name="aggregate-chunk", task_run_name="aggregate-chunk {window}", **RETRYING)(run_chunk)

@@ -15,6 +15,7 @@ from flows.errors import SourceDataError
 from flows.store.adbc import read_adbc
 from flows.store.alerts import read_open_alerts, record_alerts
 from flows.store.connection import SCHEMA_PARAMETER, Database, missing_tables, ping
+from flows.store.episodes import EpisodeFacts, acknowledge, mute, read_episodes, read_mutes, unmute
 from flows.store.hourly import read_hourly, read_partial_hourly, source_horizon, write_hourly
 from flows.store.master import (
     MASTER_TABLES,
@@ -40,9 +41,11 @@ from flows.store.writes import read_rows, upsert_rows
 __all__ = [
     "MASTER_TABLES",
     "Database",
+    "EpisodeFacts",
     "SCHEMA_PARAMETER",
     "SourceDataError",
     "WriteResult",
+    "acknowledge",
     "apply_master_changes",
     "estimate_raw_rows",
     "extend_watermark",
@@ -51,12 +54,15 @@ __all__ = [
     "iter_device_rows",
     "master_tables",
     "missing_tables",
+    "mute",
     "ping",
     "read_adbc",
     "read_device_range",
+    "read_episodes",
     "read_hourly",
     "read_locations",
     "read_master",
+    "read_mutes",
     "read_open_alerts",
     "read_partial_hourly",
     "read_raw",
@@ -65,6 +71,7 @@ __all__ = [
     "read_thresholds",
     "record_alerts",
     "source_horizon",
+    "unmute",
     "write_hourly",
     "upsert_rows",
     "write_readings",

@@ -164,6 +164,47 @@ alerts = Table(
     comment="threshold breaches and coverage gaps of hourly values, one per location, hour, measure and level",
 )
 
+alarm_episodes = Table(
+    "alarm_episodes",
+    metadata,
+    Column("episode_id", Integer, primary_key=True, autoincrement=True),
+    Column("loc_id", String(64), nullable=False),
+    Column("measure", String(32), nullable=False, comment="temperature, humidity, pcv_temperature or coverage"),
+    Column("first_hour", Timestamp, nullable=False, comment="the episode's first bad hour, plant local"),
+    Column("last_hour", Timestamp, nullable=False, comment="its last bad hour so far"),
+    Column("peak_level", String(16), nullable=False, comment="the highest level any of its hours reached"),
+    Column("peak_value", Double, comment="the measured value at the peak (coverage: the lowest share)"),
+    Column("peak_hour", Timestamp),
+    Column("message", String(500), comment="the alert message of the peak hour"),
+    Column("notified_level", String(16), comment="the highest level announced; NULL: recorded quietly"),
+    Column("state", String(16), nullable=False, server_default="open", comment="open, acknowledged or closed"),
+    Column("opened_dt", Timestamp),
+    Column("closed_dt", Timestamp),
+    Column("closed_hour", Timestamp, comment="the normal hour that closed it (back to normal)"),
+    Column("close_reason", String(200), comment="back to normal, repaired by late data, location deactivated, muted, merged"),
+    Column("acked_by", String(100)),
+    Column("acked_dt", Timestamp),
+    Column("ack_note", String(500)),
+    UniqueConstraint("loc_id", "measure", "first_hour", name="uq_alarm_episodes_loc_measure_first"),
+    Index("ix_alarm_episodes_state", "state"),
+    Index("ix_alarm_episodes_last_hour", "last_hour"),
+    comment="alarms: consecutive bad hours of one location and measure form one episode (README, alert model)",
+)
+
+alarm_mutes = Table(
+    "alarm_mutes",
+    metadata,
+    Column("mute_id", Integer, primary_key=True, autoincrement=True),
+    Column("loc_id", String(64), nullable=False),
+    Column("starts_dt", Timestamp, nullable=False, comment="plant local; hours from here on raise no alarm"),
+    Column("until_dt", Timestamp, nullable=False, comment="plant local; the first moment alarms are raised again"),
+    Column("reason", String(500), nullable=False),
+    Column("muted_by", String(100)),
+    Column("created_dt", Timestamp),
+    Index("ix_alarm_mutes_loc_id", "loc_id"),
+    comment="planned maintenance: no alarm for a location in [starts_dt, until_dt); its hours are still recorded",
+)
+
 
 @dataclass
 class InitReport:

@@ -1,8 +1,8 @@
-"""Plant health, the pure part: coverage, which alert level notifies, the health table."""
+"""Plant health, the pure part: coverage and the health table."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import polars as pl
 
@@ -18,18 +18,6 @@ def alerts(rows: list[tuple[str, str, str]], hour: datetime = H) -> pl.DataFrame
         schema={"loc_id": pl.String, "alert_time": pl.Datetime("us"), "measure": pl.String, "level": pl.String},
         orient="row",
     )
-
-
-def test_a_new_breach_notifies_once_at_its_highest_level_and_a_higher_one_escalates():
-    now = alerts([("A", "temperature", "yellow"), ("A", "temperature", "red"), ("A", "humidity", "yellow"),
-                  ("B", "temperature", "orange")])
-    before = alerts([("B", "temperature", "yellow"), ("A", "humidity", "yellow")])
-    out = health.to_notify(now, before, notify_since=H)
-    assert out.select("loc_id", "measure", "level", "replaces").rows() == [
-        ("A", "temperature", "red", None), ("B", "temperature", "orange", "yellow"),
-    ]
-    assert health.to_notify(now, before, notify_since=H + timedelta(hours=1)).is_empty()  # older hours: quiet
-    assert health.to_notify(alerts([("B", "temperature", "yellow")]), alerts([("B", "temperature", "red")]), H).is_empty()
 
 
 def test_coverage_counts_readings_against_the_polling_interval():

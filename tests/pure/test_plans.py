@@ -50,9 +50,10 @@ def test_the_hour_key_codec_round_trips_and_is_the_tables_format():
 def recorded(rows: list[tuple[int, str, str, str, str]]) -> pl.DataFrame:
     """(alert_id, loc_id, measure, level, status) of hour H."""
     return pl.DataFrame(
-        [(i, loc, H, m, lvl, st) for i, loc, m, lvl, st in rows],
+        [(i, loc, H, m, lvl, st, 35.0, None, 30.0, "old") for i, loc, m, lvl, st in rows],
         schema={"alert_id": pl.Int64, "loc_id": pl.String, "alert_time": pl.Datetime("us"), "measure": pl.String,
-                "level": pl.String, "status": pl.String},
+                "level": pl.String, "status": pl.String, "measured_value": pl.Float64, "threshold_min": pl.Float64,
+                "threshold_max": pl.Float64, "message": pl.String},
         orient="row",
     )
 
@@ -72,11 +73,12 @@ def test_the_alert_plan_opens_reopens_resolves_and_leaves_spared_hours_alone():
     before = recorded([(1, "A", "temperature", "yellow", "open"), (2, "B", "humidity", "yellow", "resolved"),
                        (3, "C", "temperature", "red", "open"), (4, "S", "temperature", "yellow", "open")])
     spare = pl.DataFrame({"loc_id": ["S"], "hour": [H]})
-    plan = health.plan_alerts(found, before, spare, notify_since=H)
+    plan = health.plan_alerts(found, before, spare)
     assert plan.new.select(ALERT_KEYS).rows() == [("A", H, "temperature", "red")]
     assert sorted(plan.known["loc_id"].to_list()) == ["A", "B"]
     assert plan.reopened["loc_id"].to_list() == ["B"]
     assert plan.resolve == [3]  # C no longer breaches; S is spared, so its yellow stays open
-    # A escalates from the open yellow to red; B re-opens at yellow (nothing open before): both announced
-    assert sorted(plan.notified.select("loc_id", "level", "replaces").rows()) == [("A", "red", "yellow"), ("B", "yellow", None)]
-    assert health.plan_alerts(found, before, spare, notify_since=H + timedelta(hours=1)).notified.is_empty()
+    # what is open once the plan is carried out: the breaches found, and S's spared yellow as recorded
+    assert sorted(plan.current.select("loc_id", "level", "message").rows()) == [
+        ("A", "red", "msg"), ("A", "yellow", "msg"), ("B", "yellow", "msg"), ("S", "yellow", "old"),
+    ]
