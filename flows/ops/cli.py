@@ -5,6 +5,7 @@
     montrg doctor [--pause-unready|--resume-ready]   what is missing for the deployments, and the fixes
     montrg pool create [--pool NAME] [--no-registry]  the work pool, its job defaults and queues
     montrg automations apply --notify BLOCK [--sla-minutes 60]   the shipped automations on the server
+    montrg alarms list|ack|mute|unmute   alarm episodes in the HQ database (flows/ops/alarms.py)
     montrg demo [--keep] [--source-url URL --target-url URL]   the whole pipeline once, simulated
 
 Environment for local runs: a patient start of Prefect's temporary server on small machines and
@@ -186,6 +187,10 @@ def parser() -> argparse.ArgumentParser:
     apply.add_argument("--sla-minutes", type=float, help="the hourly job's SLA (default: the file's 60 minutes)")
     apply.add_argument("--dir", default=str(AUTOMATIONS_DIR), help="the folder of automation files")
     apply.set_defaults(func=_automations_apply)
+
+    from flows.ops.alarms import add_arguments as add_alarm_arguments
+
+    add_alarm_arguments(sub)
 
     demo = sub.add_parser("demo", help="run the whole pipeline once on a simulated floor (SQLite files by default)")
     demo.add_argument("--dir", default="demo-data", help="folder for the demo databases (default demo-data)")
