@@ -194,7 +194,11 @@ async def test_coverage_alerts_for_silent_and_half_filled_hours_resolve_when_rea
     stored = await query(target, f"SELECT loc_id, coverage FROM {target.table('temperature')} WHERE loc_id LIKE :p ORDER BY loc_id", p=f"{p}%")
     assert stored.rows() == [(f"{p}-DEF", round(60 / 360, 4)), (f"{p}-FULL", 1.0), (f"{p}-HALF", 0.5)]
     # the plant-health artifact: worst first (SILENT red, then the orange ones by coverage), FULL last, OFF absent
-    table = [line for line in (await health_artifact()).splitlines() if line.startswith(f"| {p}")]
+    markdown = await health_artifact()
+    table = [line for line in markdown.splitlines() if line.startswith(f"| {p}")]
+    # above it, the open alarms: one per silent or short location (an episode, not an hour)
+    alarms = sorted(line.split(" | ")[1:4] for line in markdown.splitlines() if f" | {p}-" in line and not line.startswith(f"| {p}"))
+    assert alarms == [[f"{p}-DEF", "coverage", "orange"], [f"{p}-HALF", "coverage", "orange"], [f"{p}-SILENT", "coverage", "red"]]
     assert [line.split(" | ")[0].removeprefix("| ") for line in table] == [f"{p}-SILENT", f"{p}-DEF", f"{p}-HALF", f"{p}-FULL"]
     assert "| red |" in table[0] and "| 0% |" in table[0] and "| 50% |" in table[2] and "| 100% |" in table[3]
 

@@ -172,3 +172,22 @@ def health_table(
         record["open alerts"] = ", ".join(opened[:4]) + (f" (+{len(opened) - 4})" if len(opened) > 4 else "")
         out.append(record)
     return out, max(rows.height - limit, 0)
+
+
+def alarm_table(live: pl.DataFrame, mutes: pl.DataFrame, limit: int = 50) -> list[str]:
+    """Markdown lines of the live alarm episodes (flows.domain.episodes), highest level first, then
+    the oldest, and of the locations muted: what the plant-health artifact shows above its table."""
+    lines: list[str] = []
+    if not live.is_empty():
+        rank = pl.col("peak_level").replace_strict(LEVEL_RANK, default=0, return_dtype=pl.Int32)
+        rows = live.sort([rank, pl.col("first_hour")], descending=[True, False])
+        lines += ["| alarm | location | measure | peak | since | last bad hour | state |", "|---|---|---|---|---|---|---|"]
+        for r in rows.head(limit).iter_rows(named=True):
+            state = f"acknowledged by {r['acked_by']}" if r["state"] == "acknowledged" else r["state"]
+            lines.append(f"| {r['episode_id']} | {r['loc_id']} | {r['measure']} | {r['peak_level']} | "
+                         f"{r['first_hour']:%Y-%m-%d %H:00} | {r['last_hour']:%Y-%m-%d %H:00} | {state} |")
+        if rows.height > limit:
+            lines.append(f"\n... and {rows.height - limit} more open alarms: montrg alarms list --open")
+    for r in mutes.iter_rows(named=True):
+        lines.append(f"\n- {r['loc_id']} muted {r['starts_dt']:%Y-%m-%d %H:%M} .. {r['until_dt']:%Y-%m-%d %H:%M}: {r['reason']}")
+    return lines

@@ -93,16 +93,20 @@ async def temperature_etl(
 
 
 async def publish_health(target: Database, end: datetime) -> None:
-    """The `plant-health` artifact: per location, the coverage of the HEALTH_HOURS hours before
-    `end` and the open alerts of those hours, worst first; the UI answers "is the data healthy?"."""
+    """The `plant-health` artifact: the open alarms (episodes) and the muted locations, then per
+    location the coverage of the HEALTH_HOURS hours before `end` and the open alerts of those hours,
+    worst first; the UI answers "is the data healthy?"."""
     shown = Window(end - HEALTH_HOURS * HOUR, end)
     hours = health.hours_of(shown.start, shown.end)
     hourly = await store.read_hourly(target, shown)
     expected = health.expected_readings(await store.read_locations(target), poll_interval_seconds())
     open_alerts = await store.read_open_alerts(target, shown.start, shown.end - HOUR)
     rows, more = health.health_table(hourly, expected, open_alerts, hours)
+    live, mutes = await store.read_episodes(target, live_only=True), await store.read_mutes(target, plant_now())
+    alarms = health.alarm_table(live, mutes)
+    alarms = [f"## Open alarms: {live.height}", "", *alarms, "", "## Coverage and open alerts by hour", ""] if alarms else []
     if not rows:
-        markdown = f"# Plant health, {shown}\n\nNo active locations in the master data and no open alerts."
+        markdown = "\n".join([f"# Plant health, {shown}", "", *alarms, "No active locations in the master data and no open alerts."])
     else:
         head = list(rows[0])
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -110,6 +114,7 @@ async def publish_health(target: Database, end: datetime) -> None:
         worst = sum(1 for r in rows if r["worst open alert"] != "-")
         markdown = "\n".join([
             f"# Plant health, {shown} (plant time)", "",
+            *alarms,
             f"{len(rows) + more} locations; {worst} with open alerts; coverage = readings received / expected.", "",
             *lines, *([f"\n... and {more} more locations, all healthier than these."] if more else []),
         ])
