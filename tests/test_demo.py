@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import polars as pl
+
 from blocks import load_database
 from flows.ops.demo import SOURCE_BLOCK, TARGET_BLOCK, run_demo
 from flows.ops.seed import FloorSettings
@@ -40,9 +42,12 @@ async def check(summary) -> None:
         hot = await query(hq, f"SELECT temperature_max FROM {hq.table('temperature')} WHERE loc_id = 'DEMO-L001' "
                               f"AND ymd = '{last:%Y%m%d}' AND hh = '{last:%H}'")
         hot_level = "red" if hot["temperature_max"][0] > 35 else "yellow" if hot["temperature_max"][0] > 30 else None
-        assert summary.alerts.select("loc_id", "measure", "level").rows() == [
-            *([("DEMO-L001", "temperature", hot_level)] if hot_level else []), ("DEMO-L008", "coverage", "red"),
+        # the summary shows the open alarms: one per location and measure (an episode, however many
+        # hours it lasts); DEMO-L001's is open while its last hour is hot, the silent DEMO-L008's at red
+        assert summary.alerts.select("loc_id", "measure", "state").rows() == [
+            *([("DEMO-L001", "temperature", "open")] if hot_level else []), ("DEMO-L008", "coverage", "open"),
         ]
+        assert summary.alerts.filter(pl.col("loc_id") == "DEMO-L008")["peak_level"].to_list() == ["red"]
         locations = await query(hq, f"SELECT COUNT(*) AS n FROM {hq.table('locations')} WHERE {DEMO}")
         assert locations["n"][0] == 8
     finally:

@@ -26,6 +26,8 @@ from flows.ops.seed import PREFIX, FloorSettings, seed_gateway, seed_history, se
 from flows.settings import plant_now
 from flows.store import Database
 from flows.store.schema import (
+    alarm_episodes,
+    alarm_mutes,
     alerts,
     device_table,
     etl_watermark,
@@ -172,7 +174,7 @@ async def _remove_demo_rows(iot: Database, hq: Database, gateway) -> None:
         await conn.execute(delete(gateway))
         await conn.execute(delete(etl_watermark).where(etl_watermark.c.job_name.like("temperature-raw-etl:montrg-demo%")))
     async with hq.engine.begin() as conn:
-        for table in (temperature, alerts, sensors, locations):
+        for table in (temperature, alerts, alarm_episodes, alarm_mutes, sensors, locations):
             await conn.execute(delete(table).where(table.c.loc_id.like(like)))
         await conn.execute(delete(thresholds).where(thresholds.c.threshold_id >= 900_000))
 
@@ -185,14 +187,10 @@ async def _read_results(iot: Database, hq: Database, end: datetime):
         .select("loc_id", "ymd", "hh", "temperature_max", "temperature_avg", "humidity_max", "humidity_avg", "sample_count")
         .sort("loc_id", "ymd", "hh")
     )
-    async with hq.engine.connect() as conn:
-        rows = (await conn.execute(
-            select(alerts.c.loc_id, alerts.c.measure, alerts.c.level, alerts.c.message)
-            .where(alerts.c.loc_id.like(f"{PREFIX}%"), alerts.c.alert_time == end - timedelta(hours=1),
-                   alerts.c.status == "open", alerts.c.notified_dt.is_not(None))
-            .order_by(alerts.c.loc_id, alerts.c.measure)
-        )).all()
-    found = pl.DataFrame(rows, schema=["loc_id", "measure", "level", "message"], orient="row")
+    live = await store.read_episodes(hq, live_only=True)
+    found = live.filter(pl.col("loc_id").str.starts_with(PREFIX)).select(
+        pl.col("episode_id").alias("alarm"), "loc_id", "measure", "peak_level", "first_hour", "last_hour", "state"
+    ).sort("loc_id", "measure")
     async with iot.engine.connect() as conn:
         rows = (await conn.execute(
             select(temperature_raw_reject.c.sensor_id, temperature_raw_reject.c.capture_dt, temperature_raw_reject.c.reason)
@@ -213,7 +211,7 @@ def print_summary(summary: DemoSummary) -> None:
     with cfg:
         print("\nlast 3 hours of the first locations (HQ temperature; DEMO-L001 runs hot):")
         print(summary.recent)
-        print(f"\nalerts of the last full hour, one per location and measure at its highest level "
+        print(f"\nopen alarms, one per location and measure however many hours it lasts (montrg alarms list --open) "
               f"({0 if summary.alerts is None else summary.alerts.height}):")
         print(summary.alerts)
         print(f"\nrejected gateway readings ({0 if summary.rejects is None else summary.rejects.height}), kept with their reasons:")
