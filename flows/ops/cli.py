@@ -6,6 +6,7 @@
     montrg pool create [--pool NAME] [--no-registry]  the work pool, its job defaults and queues
     montrg automations apply --notify BLOCK [--sla-minutes 60]   the shipped automations on the server
     montrg alarms list|ack|mute|unmute   alarm episodes in the HQ database (flows/ops/alarms.py)
+    montrg report --hours 24 --out DIR   the plant-health pictures and an HTML page (flows/ops/report.py)
     montrg demo [--keep] [--source-url URL --target-url URL]   the whole pipeline once, simulated
 
 Environment for local runs: a patient start of Prefect's temporary server on small machines and
@@ -191,6 +192,10 @@ def parser() -> argparse.ArgumentParser:
     from flows.ops.alarms import add_arguments as add_alarm_arguments
 
     add_alarm_arguments(sub)
+
+    from flows.ops.report import add_arguments as add_report_arguments
+
+    add_report_arguments(sub)
 
     demo = sub.add_parser("demo", help="run the whole pipeline once on a simulated floor (SQLite files by default)")
     demo.add_argument("--dir", default="demo-data", help="folder for the demo databases (default demo-data)")
