@@ -5,6 +5,8 @@ and alerts that follow the data whichever flow rewrote it. Real databases, a rea
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -197,6 +199,10 @@ async def test_coverage_alerts_for_silent_and_half_filled_hours_resolve_when_rea
     markdown = await health_artifact()
     table = [line for line in markdown.splitlines() if line.startswith(f"| {p}")]
     # above it, the open alarms: one per silent or short location (an episode, not an hour)
+    # and the pictures, inline PNGs: the coverage grid and the limits charts
+    images = re.findall(r"!\[([a-z ]+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
+    assert [alt for alt, _ in images] == ["coverage grid", "limits charts"]
+    assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for _, data in images)
     alarms = sorted(line.split(" | ")[1:4] for line in markdown.splitlines() if f" | {p}-" in line and not line.startswith(f"| {p}"))
     assert alarms == [[f"{p}-DEF", "coverage", "orange"], [f"{p}-HALF", "coverage", "orange"], [f"{p}-SILENT", "coverage", "red"]]
     assert [line.split(" | ")[0].removeprefix("| ") for line in table] == [f"{p}-SILENT", f"{p}-DEF", f"{p}-HALF", f"{p}-FULL"]

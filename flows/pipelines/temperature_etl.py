@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import polars as pl
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.logging import get_run_logger
@@ -27,7 +28,8 @@ from flows.settings import (
 from flows.store import Database
 
 JOB = ETL_JOB
-HEALTH_HOURS = 6  # the hours the plant-health artifact shows
+HEALTH_HOURS = 6  # the hours the plant-health artifact's table shows
+GRID_HOURS, CHART_HOURS = 24, 48  # the hours of its coverage grid and of its limits charts
 
 
 @flow(name="temperature-etl", flow_run_name=runtime_name(etl_name), timeout_seconds=30 * 60, validate_parameters=False)
@@ -93,12 +95,13 @@ async def temperature_etl(
 
 
 async def publish_health(target: Database, end: datetime) -> None:
-    """The `plant-health` artifact: the open alarms (episodes) and the muted locations, then per
-    location the coverage of the HEALTH_HOURS hours before `end` and the open alerts of those hours,
+    """The `plant-health` artifact: the open alarms (episodes) and the muted locations, the pictures
+    (pictures_markdown), then per location the coverage of the HEALTH_HOURS hours before `end` and the open alerts of those hours,
     worst first; the UI answers "is the data healthy?"."""
     shown = Window(end - HEALTH_HOURS * HOUR, end)
     hours = health.hours_of(shown.start, shown.end)
-    hourly = await store.read_hourly(target, shown)
+    charted = await store.read_hourly(target, Window(end - CHART_HOURS * HOUR, end))
+    hourly = charted.filter(pl.col("hour") >= shown.start)
     expected = health.expected_readings(await store.read_locations(target), poll_interval_seconds())
     open_alerts = await store.read_open_alerts(target, shown.start, shown.end - HOUR)
     rows, more = health.health_table(hourly, expected, open_alerts, hours)
@@ -115,7 +118,36 @@ async def publish_health(target: Database, end: datetime) -> None:
         markdown = "\n".join([
             f"# Plant health, {shown} (plant time)", "",
             *alarms,
+            *pictures_markdown(charted, expected, live, await store.read_thresholds(target), end),
             f"{len(rows) + more} locations; {worst} with open alerts; coverage = readings received / expected.", "",
             *lines, *([f"\n... and {more} more locations, all healthier than these."] if more else []),
         ])
     await acreate_markdown_artifact(key="plant-health", markdown=markdown, description=f"plant health {shown}")
+
+
+def pictures_markdown(hourly: pl.DataFrame, expected: pl.DataFrame, live: pl.DataFrame, limits: pl.DataFrame, end: datetime) -> list[str]:
+    """The coverage grid of the last GRID_HOURS hours and the worst 6 locations' limits charts over
+    `hourly` (CHART_HOURS), as markdown images the Prefect UI shows inline (PNG data URIs; checked
+    in a headless Chromium, tests/test_ui_artifact.py). A picture that cannot be drawn does not fail
+    the run: the markdown says why, and the log too."""
+    import base64
+
+    from flows.domain import pictures
+
+    def image(alt: str, png: bytes) -> str:
+        return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+    try:
+        grid = pictures.coverage_grid(hourly, expected, health.hours_of(end - GRID_HOURS * HOUR, end))
+        if grid.is_empty():
+            return []
+        worst = pictures.worst_locations(grid, live)
+        series, levels = pictures.limit_series(hourly, worst, limits)
+        return [
+            f"## Coverage, the last {GRID_HOURS} hours (worst first)", "", image("coverage grid", pictures.draw_coverage_grid(grid)), "",
+            f"## Temperature against the limits, the worst {len(worst)} locations, {CHART_HOURS} hours", "",
+            image("limits charts", pictures.draw_limit_charts(series, levels, worst)), "",
+        ]
+    except Exception as exc:  # a picture is a view of data already written and verified
+        get_run_logger().warning("plant-health pictures not drawn: %s: %s", type(exc).__name__, exc)
+        return [f"(pictures not drawn: {type(exc).__name__}: {exc})", ""]
