@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+from sqlalchemy import insert
 
 from flows import store, temperature_backfill
 from flows.ops.cli import main
+from flows.store.schema import thresholds
 from tests.helpers import query, unique
 from tests.test_alerts import breach_events, set_locations
 
@@ -106,3 +108,39 @@ async def test_ack_and_mute_persist_across_runs_and_suppress_what_they_promise(a
     assert "1 mute(s) ended" in capsys.readouterr().out
     assert await montrg(["alarms", "ack", "999999", "--by", "kim", "--block", target.block]) == 2
     assert "alarm 999999 does not exist" in capsys.readouterr().err
+
+
+async def test_a_breach_rising_yellow_to_red_is_one_alarm_announced_twice_that_closes(alarm_pair):
+    source, target = alarm_pair
+    loc = unique("HOT")
+    async with target.db.engine.begin() as conn:
+        await conn.execute(insert(thresholds), [
+            {"threshold_id": n, "threshold_type": "temperature", "level": level, "min_value": -50.0, "max_value": hi, "loc_id": None, "is_active": True}
+            for n, (level, hi) in enumerate([("yellow", 30.0), ("red", 35.0)], start=1)
+        ])
+    temps = [20.0, 32.0, 36.0, 33.0, 20.0, 20.0]  # normal, yellow, red, yellow (a fall), normal, normal
+    await store.insert_raw(source.db, pl.DataFrame(
+        [(loc, T0 + timedelta(hours=h, minutes=m), t, 50.0, 22.0) for h, t in enumerate(temps) for m in (0, 30)],
+        schema=["loc_id", "capture_dt", "temperature", "humidity", "pcv_temperature"], orient="row"))
+    since = datetime.now(UTC)
+    done = await backfill(source, target, 6, chunk_hours=2)  # the rise crosses a chunk boundary
+    assert done.totals["alerts_notified"] == 2
+    [(episode_id, measure, first_hour, last_hour, peak, state, reason, _)] = [
+        e for e in await episodes_of(target, loc) if e[1] == "temperature"]
+    assert (first_hour, last_hour, peak, state, reason) == (T0 + timedelta(hours=1), T0 + timedelta(hours=3), "red", "closed", "back to normal")
+    events = await breach_events(since, expect=2, prefix=f"montrg.location.{loc}")
+    assert sorted((e.payload["level"], e.payload["replaces"], e.payload["episode_id"]) for e in events) == [
+        ("red", "yellow", episode_id), ("yellow", None, episode_id)]
+
+
+async def test_late_data_repairing_the_middle_of_a_silence_splits_nothing(alarm_pair):
+    source, target = alarm_pair
+    loc = unique("GAP")
+    await set_locations(target, [(loc, True, 300)])
+    await store.insert_raw(source.db, speaks(loc, range(1)))  # then silent for hours 1..11
+    first = await backfill(source, target, 12)
+    await store.insert_raw(source.db, speaks(loc, range(4, 7)))  # the gateway's buffer for 4..6 arrives late
+    again = await backfill(source, target, 12)
+    [(episode_id, _, first_hour, last_hour, _, state, _, _)] = await episodes_of(target, loc)
+    assert (first_hour, last_hour, state) == (T0 + timedelta(hours=1), T0 + timedelta(hours=11), "open")
+    assert (first.totals["alerts_notified"], again.totals["alerts_notified"]) == (1, 0)
