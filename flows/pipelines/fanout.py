@@ -117,6 +117,9 @@ async def _cancel(run_id, why: str) -> None:
         await with_api_retries(lambda: client.set_flow_run_state(run_id, Cancelled(message=why), force=True), "cancelling a chunk")
 
 
+CHUNK_ATTEMPTS = 2  # a child run that Crashed (its process died) runs once more
+
+
 async def run_chunks_on_pool(
     pieces: list[Window],
     parameters: Callable[[Window], dict[str, Any]],
@@ -156,15 +159,22 @@ async def run_chunks_on_pool(
     async def one(piece: Window) -> None:
         params = parameters(piece)
         async with gate:
-            # created once even when asked twice (the idempotency key), then waited for here: an API
-            # that restarts meanwhile is asked again, and the chunk is never orphaned or doubled
-            child = await with_api_retries(lambda: run_deployment(
-                name, parameters=params, job_variables=job_variables, as_subflow=True, timeout=0,
-                work_queue_name=CHUNK_QUEUE, tags=[CHUNK_TAG], flow_run_name=name_of(params, datetime.now().astimezone()),
-                idempotency_key=f"{flow_run.id}:{piece.start.isoformat()}",
-            ), f"chunk {piece}: creating its run")
-            child = await _wait(child.id, timeout, f"chunk {piece}")
-            state = child.state.name if child.state else "unknown"
+            for attempt in range(1, CHUNK_ATTEMPTS + 1):
+                # created once even when asked twice (the idempotency key), then waited for here: an API
+                # that restarts meanwhile is asked again, and the chunk is never orphaned or doubled
+                key = f"{flow_run.id}:{piece.start.isoformat()}" + (f":{attempt}" if attempt > 1 else "")
+                child = await with_api_retries(lambda key=key: run_deployment(
+                    name, parameters=params, job_variables=job_variables, as_subflow=True, timeout=0,
+                    work_queue_name=CHUNK_QUEUE, tags=[CHUNK_TAG], flow_run_name=name_of(params, datetime.now().astimezone()),
+                    idempotency_key=key,
+                ), f"chunk {piece}: creating its run")
+                child = await _wait(child.id, timeout, f"chunk {piece}")
+                state = child.state.name if child.state else "unknown"
+                if state != "Crashed" or attempt == CHUNK_ATTEMPTS:
+                    break
+                # its process died (the worker, the container, a start during an outage): the chunk
+                # is one idempotent transaction, so it runs once more, as a new child run
+                logger.warning("chunk %s: child run %s Crashed; running it once more", piece, child.name)
             if not (child.state and child.state.is_final()):
                 why = f"did not finish within chunk_timeout_minutes={chunk_timeout_minutes} (was {state})"
                 await _cancel(child.id, why)
