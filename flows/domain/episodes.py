@@ -309,11 +309,3 @@ def muted_now(mutes: pl.DataFrame, now: datetime) -> dict[str, str]:
     running = mutes.filter((pl.col("starts_dt") <= now) & (pl.col("until_dt") > now)).sort("until_dt")
     return {loc: f"muted until {until:%Y-%m-%d %H:%M}: {reason}"[:200] for loc, until, reason in running.select("loc_id", "until_dt", "reason").iter_rows()}
 
-
-def episodes_frame(episodes: list[Episode]) -> pl.DataFrame:
-    """Episodes as rows, for the health table and the report."""
-    cols = ["episode_id", "loc_id", "measure", "first_hour", "last_hour", "peak_level", "peak_value", "state"]
-    return pl.DataFrame([{c: getattr(e, c) for c in cols} for e in episodes], schema={
-        "episode_id": pl.Int64, "loc_id": pl.String, "measure": pl.String, "first_hour": pl.Datetime("us"),
-        "last_hour": pl.Datetime("us"), "peak_level": pl.String, "peak_value": pl.Float64, "state": pl.String,
-    })
