@@ -50,6 +50,14 @@ async def check(summary) -> None:
         assert summary.alerts.filter(pl.col("loc_id") == "DEMO-L008")["peak_level"].to_list() == ["red"]
         locations = await query(hq, f"SELECT COUNT(*) AS n FROM {hq.table('locations')} WHERE {DEMO}")
         assert locations["n"][0] == 8
+        # the report folder: both pictures, the data each was drawn from, and the page linking them;
+        # the silent DEMO-L008 (the only red alarm) is charted first and its last hour has no coverage
+        folder = summary.report.folder
+        assert {p.name for p in folder.iterdir()} >= {"index.html", "coverage-grid.png", "coverage-grid.csv", "limits.png", "limits.csv"}
+        assert all((folder / f).read_bytes().startswith(b"\x89PNG") for f in ("coverage-grid.png", "limits.png"))
+        assert summary.report.charted[0] == "DEMO-L008" and summary.report.locations == 8
+        grid = pl.read_csv(folder / "coverage-grid.csv", try_parse_dates=True)
+        assert grid.filter((pl.col("loc_id") == "DEMO-L008") & (pl.col("hour") == last))["coverage"].to_list() == [0.0]
     finally:
         await iot.db.dispose()
         await hq.db.dispose()

@@ -10,7 +10,7 @@ from it as PNG bytes (matplotlib, Agg backend, imported only when a picture is d
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -43,12 +43,18 @@ def worst_locations(grid: pl.DataFrame, live: pl.DataFrame, count: int = 6) -> l
     return order["loc_id"].head(count).to_list()
 
 
-def limit_series(hourly: pl.DataFrame, locations: list[str], thresholds: pl.DataFrame, measure: str = "temperature") -> tuple[pl.DataFrame, dict[str, float]]:
-    """The hourly avg and max of `measure` of `locations` (loc_id, hour, avg, max), and the plant
-    default upper limit of each alert level of that measure."""
-    series = hourly.filter(pl.col("loc_id").is_in(locations)).select(
-        "loc_id", "hour", pl.col(f"{measure}_avg").alias("avg"), pl.col(f"{measure}_max").alias("max")
-    ).sort("loc_id", "hour")
+def limit_series(hourly: pl.DataFrame, locations: list[str], thresholds: pl.DataFrame, hours: list[datetime],
+                 measure: str = "temperature") -> tuple[pl.DataFrame, dict[str, float]]:
+    """The hourly avg and max of `measure` of `locations` over `hours` (loc_id, hour, avg, max; one
+    row per location and hour, null where the hour has no row, so a gap is drawn as a gap), and the
+    plant default upper limit of each alert level of that measure."""
+    frame = pl.DataFrame({"loc_id": locations}, schema={"loc_id": pl.String}).join(
+        pl.DataFrame({"hour": hours}, schema={"hour": pl.Datetime("us")}), how="cross"
+    )
+    values = hourly.filter(pl.col("loc_id").is_in(locations)).select(
+        "loc_id", pl.col("hour").cast(pl.Datetime("us")), pl.col(f"{measure}_avg").alias("avg"), pl.col(f"{measure}_max").alias("max")
+    )
+    series = frame.join(values, on=["loc_id", "hour"], how="left").sort("loc_id", "hour")
     plant = thresholds.filter(pl.col("is_active") & pl.col("loc_id").is_null() & (pl.col("threshold_type") == measure))
     limits = {lvl: hi for lvl, hi in plant.select("level", "max_value").iter_rows() if lvl in LEVEL_COLOURS and hi is not None}
     return series, limits
@@ -60,7 +66,7 @@ def _figure(width: float, height: float):  # noqa: ANN202 - a matplotlib Figure,
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=80)
+    return Figure(figsize=(width, height), dpi=80, layout="constrained")
 
 
 def _png(fig) -> bytes:  # noqa: ANN001
@@ -88,24 +94,32 @@ def draw_coverage_grid(grid: pl.DataFrame) -> bytes:
 
 
 def draw_limit_charts(series: pl.DataFrame, limits: dict[str, float], locations: list[str], measure: str = "temperature") -> bytes:
-    """One small chart per location: hourly avg and max against the level limits."""
-    cols = 3
+    """One small chart per location: hourly avg and max against the level limits, over the hours
+    of `series` (an hour without readings is a gap in the lines; a location without any says so)."""
+    cols = min(max(len(locations), 1), 3)
     rows = max((len(locations) + cols - 1) // cols, 1)
-    fig = _figure(12, 2.6 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig = _figure(4 * cols, 0.6 + 2.4 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
+    hours = series["hour"].unique().sort().to_list()
     for n, ax in enumerate(a for row in axes for a in row):
         if n >= len(locations):
             ax.set_visible(False)
             continue
-        data = series.filter(pl.col("loc_id") == locations[n])
-        ax.plot(data["hour"].to_list(), data["max"].to_list(), label="max", color="#444444", linewidth=1)
-        ax.plot(data["hour"].to_list(), data["avg"].to_list(), label="avg", color="#1f77b4", linewidth=1)
+        data = series.filter(pl.col("loc_id") == locations[n]).sort("hour")
+        x = data["hour"].to_list()
+        for column, colour in (("max", "#444444"), ("avg", "#1f77b4")):
+            y = [float("nan") if v is None else v for v in data[column].to_list()]
+            ax.plot(x, y, label=column, color=colour, linewidth=1, marker=".", markersize=3)
         for level, value in limits.items():
             ax.axhline(value, color=LEVEL_COLOURS[level], linestyle="--", linewidth=0.8, label=level)
+        if data["max"].is_null().all():
+            ax.text(0.5, 0.5, "no readings in these hours", transform=ax.transAxes, ha="center", va="center", fontsize=8, color="#c00000")
+        if hours:
+            ax.set_xlim(hours[0] - timedelta(minutes=30), hours[-1] + timedelta(minutes=30))
         ax.set_title(locations[n], fontsize=9)
         ax.tick_params(labelsize=6)
+        ax.tick_params(axis="x", labelrotation=30)
         if n == 0:
             ax.legend(fontsize=6)
     fig.suptitle(f"{measure}: hourly avg and max against the plant limits")
-    fig.autofmt_xdate()
     return _png(fig)

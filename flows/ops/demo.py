@@ -4,7 +4,8 @@ By default on SQLite files under a folder (IoT, HQ), or on PostgreSQL with --sou
 --target-url. A pymodbus TCP server on loopback plays the sensor floor (one device hangs, one
 location runs hot); the gateways' device table gets the last hour of readings, a few of them
 malformed. Then: sensor_collect, temperature_raw_etl, master_etl, temperature_backfill over the
-seeded history, temperature_etl for the last hour, and a summary to read instead of logs.
+seeded history, temperature_etl for the last hour, the pictures of `montrg report` into
+FOLDER/report, and a summary to read instead of logs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flows import store
 from flows.domain.aggregate import encode_key
 from flows.domain.windows import Window
 from flows.ops import simulate
+from flows.ops.report import Written, write_report
 from flows.ops.seed import PREFIX, FloorSettings, seed_gateway, seed_history, seed_master, start_floor
 from flows.settings import plant_now
 from flows.store import Database
@@ -56,6 +58,7 @@ class DemoSummary:
     alerts: pl.DataFrame | None = None
     rejects: pl.DataFrame | None = None
     where: str = ""
+    report: Written | None = None
 
 
 def say(message: str) -> None:
@@ -156,6 +159,8 @@ async def run_demo(
                                   f"{hourly.window}: {hourly.totals['alerts_opened']} alerts opened"))
 
         summary.recent, summary.alerts, summary.rejects = await _read_results(iot, hq, end)
+        say("montrg report: the plant-health pictures and an HTML page")
+        summary.report = await write_report(hq, 24, Path(folder).resolve() / "report")
     return summary
 
 
@@ -216,6 +221,10 @@ def print_summary(summary: DemoSummary) -> None:
         print(summary.alerts)
         print(f"\nrejected gateway readings ({0 if summary.rejects is None else summary.rejects.height}), kept with their reasons:")
         print(summary.rejects)
+    if summary.report is not None:
+        done = summary.report
+        print(f"\npictures (coverage grid of {done.locations} locations, temperature against the limits of "
+              f"{', '.join(done.charted) or 'none'}): {done.folder / 'index.html'}")
     print(f"\ndata: {summary.where}")
     api = os.environ.get("PREFECT_API_URL")
     if api:

@@ -107,7 +107,7 @@ async def publish_health(target: Database, end: datetime) -> None:
     rows, more = health.health_table(hourly, expected, open_alerts, hours)
     live, mutes = await store.read_episodes(target, live_only=True), await store.read_mutes(target, plant_now())
     alarms = health.alarm_table(live, mutes)
-    alarms = [f"## Open alarms: {live.height}", "", *alarms, "", "## Coverage and open alerts by hour", ""] if alarms else []
+    alarms = [f"## Open alarms: {live.height}", "", *alarms, ""] if alarms else []
     if not rows:
         markdown = "\n".join([f"# Plant health, {shown}", "", *alarms, "No active locations in the master data and no open alerts."])
     else:
@@ -119,6 +119,7 @@ async def publish_health(target: Database, end: datetime) -> None:
             f"# Plant health, {shown} (plant time)", "",
             *alarms,
             *pictures_markdown(charted, expected, live, await store.read_thresholds(target), end),
+            "## Coverage and open alerts by hour", "",
             f"{len(rows) + more} locations; {worst} with open alerts; coverage = readings received / expected.", "",
             *lines, *([f"\n... and {more} more locations, all healthier than these."] if more else []),
         ])
@@ -128,7 +129,7 @@ async def publish_health(target: Database, end: datetime) -> None:
 def pictures_markdown(hourly: pl.DataFrame, expected: pl.DataFrame, live: pl.DataFrame, limits: pl.DataFrame, end: datetime) -> list[str]:
     """The coverage grid of the last GRID_HOURS hours and the worst 6 locations' limits charts over
     `hourly` (CHART_HOURS), as markdown images the Prefect UI shows inline (PNG data URIs; checked
-    in a headless Chromium, tests/test_ui_artifact.py). A picture that cannot be drawn does not fail
+    in the Prefect UI in a headless Chromium: tests/test_ui_artifact.py). A picture that cannot be drawn does not fail
     the run: the markdown says why, and the log too."""
     import base64
 
@@ -142,7 +143,7 @@ def pictures_markdown(hourly: pl.DataFrame, expected: pl.DataFrame, live: pl.Dat
         if grid.is_empty():
             return []
         worst = pictures.worst_locations(grid, live)
-        series, levels = pictures.limit_series(hourly, worst, limits)
+        series, levels = pictures.limit_series(hourly, worst, limits, health.hours_of(end - CHART_HOURS * HOUR, end))
         return [
             f"## Coverage, the last {GRID_HOURS} hours (worst first)", "", image("coverage grid", pictures.draw_coverage_grid(grid)), "",
             f"## Temperature against the limits, the worst {len(worst)} locations, {CHART_HOURS} hours", "",
