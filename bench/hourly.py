@@ -199,26 +199,55 @@ async def upsert_contract_rows(rows: list[tuple]) -> None:
     await tgt.close()
 
 
-async def way_flow(size: str) -> int:
+STEPS = ("extract_s", "write_s", "verify_s", "alerts_s")  # ChunkReport's step clocks
+
+
+async def way_flow(size: str) -> tuple[int, dict[str, float]]:
     from flows import temperature_backfill
 
     lo, hi = span(size)
     report = await temperature_backfill(
         start=lo.isoformat(), end=hi.isoformat(), source_block=block(source_db(size)), target_block=block(TARGET)
     )
-    return int(report.totals["location_hours"])
+    return int(report.totals["location_hours"]), {k: report.totals[k] for k in STEPS} | {"chunks": len(report.chunks)}
+
+
+async def way_agg(size: str) -> int:
+    """The flow's aggregation alone: the source's partial aggregates of the chunks the backfill
+    plans for this range (the same query, flows.store.read_partial_hourly), two at a time as the
+    backfill keeps two chunks aggregating; nothing else."""
+    from blocks import load_database
+    from flows import store
+    from flows.domain.backfill import plan_backfill
+    from flows.domain.windows import Window
+    from flows.settings import IN_FLIGHT
+
+    lo, hi = span(size)
+    source = await load_database(block(source_db(size)))
+    window = Window(lo, hi)
+    plan = plan_backfill(window, None, await store.source_horizon(source), await store.estimate_raw_rows(source, window), None)
+    gate = asyncio.Semaphore(IN_FLIGHT - 1)
+
+    async def one_chunk(piece: Window) -> int:
+        async with gate:
+            return (await store.read_partial_hourly(source, piece)).height
+
+    groups = sum(await asyncio.gather(*(one_chunk(p) for p in plan.pieces)))
+    await source.dispose()
+    return groups
 
 
 async def one(way: str, size: str) -> None:
     """One measured run in this process; prints JSON: the work's seconds (after this process's
     imports), location-hours written, peak RSS. The parent times the whole process."""
-    if way == "flow":
+    if way in ("flow", "agg"):
         import flows.pipelines.temperature_backfill  # noqa: F401 - imported before the inner clock (the parent's counts it)
-    fn = {"A": way_a, "B": way_b, "flow": way_flow}[way]
-    started = time.perf_counter()
-    groups = await fn(size)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "groups": groups, "rss_mb": peak_rss_mb()}))
+    fn = {"A": way_a, "B": way_b, "flow": way_flow, "agg": way_agg}[way]
+    started, cpu = time.perf_counter(), time.process_time()
+    done = await fn(size)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    groups, steps = done if isinstance(done, tuple) else (done, {})
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu, "groups": groups, "rss_mb": peak_rss_mb(), **steps}))
 
 
 async def etl(database: str, hour: str, lookback: int) -> None:
@@ -303,6 +332,7 @@ def backfills(env: dict[str, str]) -> bool:
     failed = False
     for size, rows in SIZES.items():
         results: dict[str, list[dict]] = {"A": [], "B": [], "flow": []}
+        aggregation: list[dict] = []
         ratios: dict[tuple[str, str], list[float]] = {}  # (way, reference) -> per repetition, whole processes
         for rep in range(REPEATS):
             tables = {}
@@ -312,6 +342,8 @@ def backfills(env: dict[str, str]) -> bool:
                 r = results[way][-1]
                 print(f"  {size} rep {rep + 1} {way}: whole process {r['whole']:.2f} s (work {r['seconds']:.2f} s)", flush=True)
                 tables[way] = asyncio.run(written())  # after the measured process ended: not timed
+            aggregation.append(child(["one", "agg", size], env))  # writes nothing
+            print(f"  {size} rep {rep + 1} the flow's aggregation alone: work {aggregation[-1]['seconds']:.2f} s", flush=True)
             wrong = disagreements(tables)
             agreed = (f"  {size} rep {rep + 1}: A, B and the flow wrote the same {len(tables['A']):,} location-hours "
                       "(max exact, avg within 5e-5)")
@@ -331,8 +363,25 @@ def backfills(env: dict[str, str]) -> bool:
             rss = max(r["rss_mb"] for r in runs)
             x_a, x_b = (statistics.median(ratios[(way, ref)]) for ref in ("A", "B"))
             print(f"{names[way]:<40}{whole:>9.2f}{whole / rows * 1e6:>11.2f}{work:>8.2f}{rss:>13.0f}{x_a:>7.2f}{x_b:>7.2f}")
-        print(f"flow / A per repetition (whole processes): {', '.join(f'{r:.2f}' for r in ratios[('flow', 'A')])}\n")
+        print(f"flow / A per repetition (whole processes): {', '.join(f'{r:.2f}' for r in ratios[('flow', 'A')])}")
+        profile(results["flow"], aggregation)
     return failed
+
+
+def profile(flow: list[dict], aggregation: list[dict]) -> None:
+    """Where the flow's work goes: its chunks' step clocks (ChunkReport), its process CPU, and the
+    same chunks' aggregation alone (way_agg)."""
+    work, alone = median(flow, "seconds"), median(aggregation, "seconds")
+    per_rep = [f["seconds"] / a["seconds"] for f, a in zip(flow, aggregation)]
+    print(f"the flow's work, step by step (median of {REPEATS}; {flow[0]['chunks']} chunks; wall seconds summed over "
+          "the chunks: a chunk's extract overlaps the others' steps)")
+    names = {"extract_s": "extract: the source's aggregation, checks", "write_s": "write: plan against the stored rows, upsert",
+             "verify_s": "verify: the stored rows against the computed", "alerts_s": "alerts and alarm episodes"}
+    for key, name in names.items():
+        print(f"  {name:<48}{median(flow, key):>7.2f} s")
+    print(f"  {'the flow call, wall (work)':<48}{work:>7.2f} s  (process CPU {median(flow, 'cpu_s'):.2f} s)")
+    print(f"  {'the same chunks aggregated alone, wall':<48}{alone:>7.2f} s  (process CPU {median(aggregation, 'cpu_s'):.2f} s)")
+    print(f"  work / aggregation alone: {statistics.median(per_rep):.2f}x ({', '.join(f'{r:.2f}' for r in per_rep)})\n")
 
 
 def fixed_cost(env: dict[str, str]) -> None:

@@ -101,3 +101,28 @@ async def test_a_bad_value_fails_at_once_with_one_attempt(db_pair):
     async with get_client() as client:
         tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     assert [t.run_count for t in tasks if t.name.startswith("aggregate-chunk")] == [1]
+
+
+@pytest.mark.parametrize("spec", ["postgresql->postgresql", "postgresql->mariadb"])
+async def test_a_target_that_stores_other_values_than_written_fails_the_verification(db_pair, spec):
+    """A trigger on the target that changes what is stored (adds 1 to temperature_max): the
+    verification sees what the database holds (PostgreSQL: the rows the upsert RETURNed; MariaDB:
+    read back after the commit), names the location-hours that differ, and the run fails."""
+    source, target = await db_pair(spec)
+    await store.insert_raw(source.db, scenario.rows())
+    table = target.table("temperature")
+    statements = {
+        "postgresql": [
+            "CREATE FUNCTION bump() RETURNS trigger AS $$ BEGIN NEW.temperature_max := NEW.temperature_max + 1; RETURN NEW; END $$ LANGUAGE plpgsql",
+            f"CREATE TRIGGER bump BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION bump()",
+        ],
+        "mysql": [f"CREATE TRIGGER {target.db.schema}.bump BEFORE INSERT ON {table} FOR EACH ROW SET NEW.temperature_max = NEW.temperature_max + 1"],
+    }[target.db.dialect]
+    async with target.db.engine.begin() as conn:
+        for statement in statements:
+            await conn.execute(text(statement))
+
+    state = await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block,
+                                       target_block=target.block, return_state=True)
+
+    assert state.is_failed() and "differ from what was computed" in state.message, state.message

@@ -52,6 +52,27 @@ class ChunkReport:
     alerts_notified: int = 0  # announcements: new alarm episodes and their escalations
     alarms_opened: int = 0
     alarms_closed: int = 0
+    # where the chunk's time went (wall seconds; a chunk's read overlaps the others' writes):
+    extract_s: float = 0.0  # the source's aggregation and the rows' checks
+    write_s: float = 0.0  # the plan against the stored rows, and the write
+    verify_s: float = 0.0  # the stored rows against the computed ones
+    alerts_s: float = 0.0  # alerts and alarm episodes, recorded and announced
+
+
+class StepClock:
+    """Wall seconds per step of a chunk: mark(step) adds the time since the last mark (or restart)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def restart(self) -> None:
+        self._last = time.perf_counter()
+
+    def mark(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[f"{step}_s"] = round(self.seconds.get(f"{step}_s", 0.0) + now - self._last, 4)
+        self._last = now
 
 
 ETL_JOB = "temperature-etl"  # the hourly job's watermark (etl_watermark.job_name), extended by the backfill too
@@ -159,22 +180,29 @@ async def extract(source: Database, window: Window, limits: dict[str, tuple[floa
     return hourly, bad, count
 
 
-async def write_hours(target: Database, hourly: pl.DataFrame, window: Window, judged: Window | None, spare: pl.DataFrame) -> aggregate.HourlyPlan:
+async def write_hours(
+    target: Database, hourly: pl.DataFrame, window: Window, judged: Window | None, spare: pl.DataFrame
+) -> tuple[aggregate.HourlyPlan, pl.DataFrame | None]:
     """Make the target's rows of `window` equal `hourly`, in one transaction (aggregate.plan_hourly:
     unchanged rows are left alone; in the `judged` part, rows whose readings were all deleted at
-    the source are removed, but the `spare` ones)."""
+    the source are removed, but the `spare` ones). Returns the plan carried out and, where the
+    write could tell, the rows the database holds after it (store.write_hourly)."""
     prune_from = judged.start if judged is not None else None
-    done = await store.write_hourly(target, window, lambda stored: aggregate.plan_hourly(hourly, stored, prune_from, spare), plant_now())
+    done, stored = await store.write_hourly(target, window, lambda stored: aggregate.plan_hourly(hourly, stored, prune_from, spare), plant_now())
     get_run_logger().info(
         "%s: %d inserted, %d updated, %d unchanged, %d removed", target.describe(), done.inserted, done.updated, done.unchanged, done.removed,
     )
-    return done
+    return done, stored
 
 
-async def verify_stored_hours(target: Database, hourly: pl.DataFrame, window: Window) -> None:
-    """The target holds every computed location-hour, with the computed values (read back after
-    the commit: what the database holds, its types and triggers applied)."""
-    stored = await store.read_hourly(target, window)
+async def verify_stored_hours(target: Database, hourly: pl.DataFrame, window: Window, stored: pl.DataFrame | None = None) -> None:
+    """The target holds every computed location-hour, with the computed values: checked on
+    `stored`, the rows the write saw the database hold (its RETURNING rows and the rows it left
+    alone), else read back after the commit; either way what the database holds, its types and
+    triggers applied."""
+    how = "as the write returned them"
+    if stored is None:
+        stored, how = await store.read_hourly(target, window), "read back"
     missing = checks.missing_keys(hourly, stored)
     if missing.height:
         raise TargetValidationError(checks.describe(missing, f"location-hours missing from {target.describe()}"))
@@ -185,7 +213,7 @@ async def verify_stored_hours(target: Database, hourly: pl.DataFrame, window: Wi
     broken = checks.bad_hourly_values(written)
     if broken.height:
         raise TargetValidationError(checks.describe(broken, f"rows in {target.describe()} break an invariant"))
-    get_run_logger().info("verified %d location-hours of %s", written.height, window)
+    get_run_logger().info("verified %d location-hours of %s (%s)", written.height, window, how)
 
 
 EVENTS = {health.COVERAGE: "montrg.coverage.low"}  # other measures: montrg.threshold.breached
@@ -267,21 +295,28 @@ async def run_chunk(
     """extract -> aggregate -> write -> verify -> alerts for one window; returns what it did.
 
     With `turns`, the reads run at once and the writes wait for chunk `number`'s turn. The target
-    is read twice: by the write before it writes (to write only the rows that changed) and by the
-    verification after the commit (what the database holds, its types and triggers applied); one
-    read cannot serve both."""
+    is read once, by the write before it writes (to write only the rows that changed); the
+    verification checks what the write saw the database hold after it (PostgreSQL's RETURNING
+    beside the rows left alone), or reads the rows back after the commit where the upsert cannot
+    return them. The report says where the chunk's time went (StepClock)."""
     started = time.perf_counter()
+    steps = StepClock()
     judged = ctx.judged(window)
     hourly, bad, raw_rows = await extract(source, window, ctx.limits)
+    steps.mark("extract")
     async with turns.turn(number) if turns else contextlib.nullcontext():
+        steps.restart()  # the wait for this chunk's turn to write counts as no step
         if raw_rows == 0 and judged is None:
             get_run_logger().info("no raw rows in %s, none after it either: nothing to write or judge", window)
             return ChunkReport(str(window), 0, 0, 0, 0, 0, round(time.perf_counter() - started, 3))
         hourly = health.with_coverage(hourly, ctx.expected, ctx.poll_interval_s)
         spare = aggregate.left_out_hours(bad) if bad.height else pl.DataFrame(schema={"loc_id": pl.String, "hour": pl.Datetime("us")})
-        done = await write_hours(target, hourly, window, judged, spare)
-        await verify_stored_hours(target, hourly, window)
+        done, stored = await write_hours(target, hourly, window, judged, spare)
+        steps.mark("write")
+        await verify_stored_hours(target, hourly, window, stored)
+        steps.mark("verify")
         alerted = await evaluate_alerts(target, hourly, ctx, judged, spare, window) if judged is not None else None
+        steps.mark("alerts")
     if bad.height:
         raise store.SourceDataError(
             f"{source.describe()}: "
@@ -294,7 +329,7 @@ async def run_chunk(
     report = ChunkReport(
         str(window), raw_rows, hourly.height, done.inserted, done.updated, done.unchanged,
         round(time.perf_counter() - started, 3), done.removed,
-        *(_alert_counts(*alerted) if alerted else (0, 0, 0, 0, 0)),
+        *(_alert_counts(*alerted) if alerted else (0, 0, 0, 0, 0)), **steps.seconds,
     )
     get_run_logger().info(
         "chunk %s: %d raw rows -> %d location-hours (%d new, %d updated, %d removed) in %.2f s",

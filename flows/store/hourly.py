@@ -45,7 +45,7 @@ from flows.store.schema import (
     temperature,
     temperature_raw,
 )
-from flows.store.writes import stage_copy, upsert_rows
+from flows.store.writes import fetch_frame, unnest_rows, upsert_rows
 
 OVERFLOW = {"22003", "ORA-01426"}  # numeric value out of range
 PUSHDOWN_DIALECTS = ("postgresql", "mysql", "mssql", "oracle")  # the sources that aggregate for us
@@ -72,16 +72,19 @@ async def read_partial_hourly(db: Database, window: Window) -> pl.DataFrame | No
                 await conn.execute(text(f"SET LOCAL work_mem = '{PUSHDOWN_WORK_MEM}'"))
                 await conn.execute(text("SET LOCAL enable_indexscan = off"))
                 await conn.execute(text("SET LOCAL jit = off"))
+                return await fetch_frame(conn, partial_query(conn.dialect, window), _PARTIAL_SCHEMA)
             rows = (await conn.execute(partial_query(conn.dialect, window))).all()
     except DBAPIError as exc:
         if (sqlstate(exc) or driver_code(exc)) not in OVERFLOW:
             raise
         return None
-    schema = {c: (pl.String if c == "loc_id" else pl.Datetime("us") if c == "hour" else
-                  pl.Int64 if c.endswith("count") else pl.Float64) for c in PARTIAL_COLUMNS}
     if any(isinstance(v, Decimal) for row in rows[:1] for v in row):  # a driver's DECIMAL sums (one type per column)
         rows = [[float(v) if isinstance(v, Decimal) else v for v in row] for row in rows]
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    return pl.DataFrame(rows, schema=_PARTIAL_SCHEMA, orient="row")
+
+
+_PARTIAL_SCHEMA = pl.Schema({c: (pl.String if c == "loc_id" else pl.Datetime("us") if c == "hour" else
+                                 pl.Int64 if c.endswith("count") else pl.Float64) for c in PARTIAL_COLUMNS})
 
 
 def partial_query(dialect: Dialect, window: Window) -> Select:
@@ -148,10 +151,8 @@ async def read_hourly(db: Database, window: Window, conn: AsyncConnection | None
     query = select(*(temperature.c[c] for c in STORED_KEYED)).where(_window_filter(window))
     if conn is None:
         async with db.engine.connect() as own:
-            rows = (await own.execute(query)).all()
-    else:
-        rows = (await conn.execute(query)).all()
-    return decode_key(pl.DataFrame(rows, schema=_KEYED_SCHEMA, orient="row"))
+            return decode_key(await fetch_frame(own, query, _KEYED_SCHEMA))
+    return decode_key(await fetch_frame(conn, query, _KEYED_SCHEMA))
 
 
 STORED_KEYED = (*KEY_COLUMNS, *STORED_COLUMNS[len(KEYS):])  # as the table holds them: ymd, hh for the hour
@@ -160,28 +161,36 @@ _KEYED_SCHEMA = pl.Schema({c: pl.String if c in KEY_COLUMNS else HOURLY_SCHEMA[c
 
 async def write_hourly(
     db: Database, window: Window, plan: Callable[[pl.DataFrame], HourlyPlan], calc_dt: datetime
-) -> HourlyPlan:
+) -> tuple[HourlyPlan, pl.DataFrame | None]:
     """Carry out the plan for `window` in one transaction, under the table's write lock: read the
     stored rows, let `plan` (aggregate.plan_hourly with the computed rows) decide, delete its
-    `deletes`, upsert its `upserts` stamped with `calc_dt`. Returns the plan carried out."""
+    `deletes`, upsert its `upserts` stamped with `calc_dt`.
+
+    Returns the plan carried out, and the window's rows as the database holds them after the write
+    when the write itself can tell (read_hourly's columns): the rows it left alone, as read under
+    the lock, beside the rows the upsert returned (PostgreSQL's RETURNING: the values stored, the
+    column types and any trigger applied), so no read-back is needed; None where the upsert cannot
+    return its rows (MariaDB, SQLite): the caller reads them back."""
     async with locked_transaction(db, "temperature") as conn:
-        decided = plan(await read_hourly(db, window, conn))
+        before = await read_hourly(db, window, conn)
+        decided = plan(before)
         key = tuple_(*(temperature.c[k] for k in KEY_COLUMNS))
         deletes = encode_key(decided.deletes)
         for start in range(0, deletes.height, BATCH_ROWS):
             await conn.execute(delete(temperature).where(key.in_(deletes.slice(start, BATCH_ROWS).rows())))
+        touched = pl.concat([decided.upserts.select(KEYS), decided.deletes.select(KEYS)])
+        kept = before.join(touched, on=list(KEYS), how="anti")
         if decided.upserts.is_empty():
-            return decided
+            return decided, kept
         rows = encode_key(decided.upserts.select(STORED_COLUMNS)).with_columns(calc_dt=pl.lit(calc_dt, dtype=pl.Datetime("us")))
         values = [c for c in rows.columns if c not in KEY_COLUMNS]
         if db.dialect == "postgresql":
-            stage = await stage_copy(conn, "montrg_stage_hourly", temperature, rows)
-            stmt = pg_insert(temperature).from_select(rows.columns, select(*stage.c))
+            stmt = pg_insert(temperature).from_select(rows.columns, unnest_rows(temperature, rows))
             stmt = stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_={c: stmt.excluded[c] for c in values})
-            await conn.execute(stmt)
-            return decided
+            returned = await fetch_frame(conn, stmt.returning(*(temperature.c[c] for c in STORED_KEYED)), _KEYED_SCHEMA)
+            return decided, pl.concat([kept, decode_key(returned)])
         await upsert_rows(conn, temperature, list(KEY_COLUMNS), rows)
-    return decided
+    return decided, None
 
 
 def horizon_query() -> Select:

@@ -15,19 +15,48 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
+    cast,
     func,
     select,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.dml import Insert
 
 from flows.settings import BATCH_ROWS
 from flows.store.connection import Database
 
 PGCOPY_MIN_ROWS = 20_000
+
+
+async def fetch_frame(conn: AsyncConnection, query: Select | Insert, schema: pl.Schema) -> pl.DataFrame:
+    """The rows of `query` (a SELECT, or an INSERT ... RETURNING) as a frame of `schema`, whose
+    names are the query's columns.
+
+    On PostgreSQL as one row of arrays: `SELECT array_agg(c1), array_agg(c2), ... FROM (query)`,
+    every array_agg fed the same rows in the same order by one aggregate pass, so the arrays line
+    up; asyncpg decodes them in C and no Python row object is built (measured on a backfill
+    chunk's 4,800 partial rows: ... ). Elsewhere row by row."""
+    if conn.dialect.name != "postgresql":
+        return pl.DataFrame((await conn.execute(query)).all(), schema=schema, orient="row")
+    rows = query.cte("fetched") if isinstance(query, Insert) else query.subquery("fetched")
+    arrays = (await conn.execute(select(*(func.array_agg(rows.c[name]) for name in schema)).select_from(rows))).one()
+    if arrays[0] is None:  # no rows: array_agg of nothing is NULL
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(dict(zip(schema, arrays)), schema=schema)
+
+
+def unnest_rows(table: Table, df: pl.DataFrame) -> Select:
+    """`df` as a SELECT of its columns from `unnest(array, array, ...)` (PostgreSQL): the rows go as
+    one array per column in a single statement (asyncpg encodes arrays in C), without the temporary
+    table, COPY and INSERT ... SELECT a staging costs (three round trips and catalog writes)."""
+    arrays = [cast(df[c].to_list(), ARRAY(table.c[c].type)) for c in df.columns]
+    rows = func.unnest(*arrays).table_valued(*df.columns).render_derived(name="rows")
+    return select(*(rows.c[c] for c in df.columns))
 
 
 async def count_rows(conn: AsyncConnection, table: Table) -> int:
