@@ -101,7 +101,7 @@ async def test_worker_killed_mid_run_leaves_whole_chunks_and_a_rerun_completes(p
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:  # wait until the second chunk is stuck in its write
-            stuck = await query(target, "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO%' AND wait_event = 'PgSleep'")
+            stuck = await query(target, "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE query LIKE '%INSERT INTO%' AND wait_event = 'PgSleep'")
             if stuck["n"][0]:
                 break
             await asyncio.sleep(0.3)
