@@ -53,6 +53,18 @@ async def test_adbc_errors_say_whether_a_retry_can_help(db_pair):
     await down.dispose()
 
 
+async def backfill_with_trigger(db_pair, spec: str, triggers):
+    """The scenario's rows in the source of `spec`, the trigger statements `triggers(table, schema)`
+    gives for the target's dialect on its temperature table, then a one-day backfill; its final state."""
+    source, target = await db_pair(spec)
+    await store.insert_raw(source.db, scenario.rows())
+    async with target.db.engine.begin() as conn:
+        for statement in triggers(target.table("temperature"), target.db.schema)[target.db.dialect]:
+            await conn.execute(text(statement))
+    return await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block,
+                                      target_block=target.block, return_state=True)
+
+
 @pytest.mark.parametrize("spec", ["postgresql->postgresql", "postgresql->mariadb"])
 async def test_a_sql_error_fails_at_once_with_one_attempt(db_pair, spec):
     """A target that refuses the write (a trigger raising: PostgreSQL's P0001, MariaDB's SIGNAL 45000,
@@ -60,22 +72,13 @@ async def test_a_sql_error_fails_at_once_with_one_attempt(db_pair, spec):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    source, target = await db_pair(spec)
-    await store.insert_raw(source.db, scenario.rows())
-    table = target.table("temperature")
-    statements = {
+    state = await backfill_with_trigger(db_pair, spec, lambda table, schema: {
         "postgresql": [
             "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$ LANGUAGE plpgsql",
             f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse()",
         ],
-        "mysql": [f"CREATE TRIGGER {target.db.schema}.refuse BEFORE INSERT ON {table} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'"],
-    }[target.db.dialect]
-    async with target.db.engine.begin() as conn:
-        for statement in statements:
-            await conn.execute(text(statement))
-
-    state = await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block,
-                                       target_block=target.block, return_state=True)
+        "mysql": [f"CREATE TRIGGER {schema}.refuse BEFORE INSERT ON {table} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'"],
+    })
 
     assert state.is_failed() and "refused by test" in state.message
     async with get_client() as client:
@@ -108,21 +111,12 @@ async def test_a_target_that_stores_other_values_than_written_fails_the_verifica
     """A trigger on the target that changes what is stored (adds 1 to temperature_max): the
     verification sees what the database holds (PostgreSQL: the rows the upsert RETURNed; MariaDB:
     read back after the commit), names the location-hours that differ, and the run fails."""
-    source, target = await db_pair(spec)
-    await store.insert_raw(source.db, scenario.rows())
-    table = target.table("temperature")
-    statements = {
+    state = await backfill_with_trigger(db_pair, spec, lambda table, schema: {
         "postgresql": [
             "CREATE FUNCTION bump() RETURNS trigger AS $$ BEGIN NEW.temperature_max := NEW.temperature_max + 1; RETURN NEW; END $$ LANGUAGE plpgsql",
             f"CREATE TRIGGER bump BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION bump()",
         ],
-        "mysql": [f"CREATE TRIGGER {target.db.schema}.bump BEFORE INSERT ON {table} FOR EACH ROW SET NEW.temperature_max = NEW.temperature_max + 1"],
-    }[target.db.dialect]
-    async with target.db.engine.begin() as conn:
-        for statement in statements:
-            await conn.execute(text(statement))
-
-    state = await temperature_backfill(start="2024-01-31", end="2024-01-31", source_block=source.block,
-                                       target_block=target.block, return_state=True)
+        "mysql": [f"CREATE TRIGGER {schema}.bump BEFORE INSERT ON {table} FOR EACH ROW SET NEW.temperature_max = NEW.temperature_max + 1"],
+    })
 
     assert state.is_failed() and "differ from what was computed" in state.message, state.message

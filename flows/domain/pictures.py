@@ -108,8 +108,7 @@ def draw_limit_charts(series: pl.DataFrame, limits: dict[str, float], locations:
         data = series.filter(pl.col("loc_id") == locations[n]).sort("hour")
         x = data["hour"].to_list()
         for column, colour in (("max", "#444444"), ("avg", "#1f77b4")):
-            y = [float("nan") if v is None else v for v in data[column].to_list()]
-            ax.plot(x, y, label=column, color=colour, linewidth=1, marker=".", markersize=3)
+            ax.plot(x, data[column].fill_null(float("nan")).to_list(), label=column, color=colour, linewidth=1, marker=".", markersize=3)
         for level, value in limits.items():
             ax.axhline(value, color=LEVEL_COLOURS[level], linestyle="--", linewidth=0.8, label=level)
         if data["max"].is_null().all():
