@@ -38,8 +38,9 @@ test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -ra -m "not slow"
 
 # A local Prefect server with its UI at http://127.0.0.1:4200 (shows the demo's runs too).
+# with the server settings of deployments/server.env (concurrency leases kept on disk across restarts)
 server: $(VENV)/.installed-run
-	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+	set -a && . deployments/server.env && set +a && $(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache

@@ -52,6 +52,7 @@ from pathlib import Path
 import yaml
 
 from deployments.faults import Fault, Gate, PrivateCluster, Service, Webhook, run_plan
+from deployments.server import server_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -79,12 +80,19 @@ async def ash(*cmd: str, env: dict[str, str], timeout: float = 1200) -> str:
     return await asyncio.to_thread(sh, *cmd, env=env, timeout=timeout)
 
 
+PENDING_MINUTES = 3  # a run Pending this long is marked Crashed (15 in production: MONTRG_PENDING_MINUTES, the automation)
+
+
 def compressed(config: dict) -> dict:
-    """prefect.yaml with every schedule every minute and sensor_collect windows of a minute."""
+    """prefect.yaml with every schedule every minute, sensor_collect windows of a minute, and runs
+    left Pending ended after PENDING_MINUTES."""
     out = dict(config)
     out["deployments"] = []
     for d in config["deployments"]:
         d = {**d, "parameters": dict(d.get("parameters", {}))}
+        pool = dict(d["work_pool"])
+        pool["job_variables"] = {**pool.get("job_variables", {}), "env": {"MONTRG_PENDING_MINUTES": str(PENDING_MINUTES)}}
+        d["work_pool"] = pool
         if d.get("schedules"):
             d["schedules"] = [{**s, "cron": "* * * * *"} for s in d["schedules"]]
         if d["entrypoint"].endswith(":sensor_collect"):
@@ -405,6 +413,8 @@ async def wait_idle(timeout: float) -> None:
             if not busy and not due:
                 return
             await asyncio.sleep(5)
+    print(f"! still busy after {timeout:.0f} s: " + ", ".join(f"{r.name} {state_of(r)} since {r.state.timestamp:%H:%M:%S}"
+                                                           for r in [*busy, *due][:8]), flush=True)
 
 
 def state_of(run) -> str:
@@ -612,7 +622,8 @@ async def soak(minutes: float, home: Path, port: int, faults_on: bool, tail: flo
         plant.gate = Gate(5432)
         await plant.gate.open()
         plant.gateway_port = plant.gate.port
-    server = Service("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
+    server = Service("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                     {**env, **server_settings()},
                      home / "server.log")
     workers = [Service(f"soak-{n}", [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "docker", "--limit", "3",
                                      "--name", f"soak-{n}"], env, home / f"worker-soak-{n}.log") for n in (1, 2)]
@@ -659,7 +670,7 @@ async def soak(minutes: float, home: Path, port: int, faults_on: bool, tail: flo
         print(f"\nsoak of {minutes:g} minutes done; the feeder wrote {fed:,} gateway rows")
         await floor.stop()
         await silent.stop()
-        ok = await full_report(ctx, faults, webhook, fed, began, end)
+        failed = await full_report(ctx, faults, webhook, fed, began, end)
         # the hour under way is not an ended hour yet: aggregate it once by hand, as a user would, and compare everything
         current = end.replace(minute=0, second=0, microsecond=0)
         out = await ash(str(BIN / "prefect"), "deployment", "run", "temperature-etl/hourly", "--param", f"hour={current:%Y-%m-%dT%H:%M}",
@@ -668,9 +679,12 @@ async def soak(minutes: float, home: Path, port: int, faults_on: bool, tail: flo
         await wait_idle(600)
         states = {str(r.id): state_of(r) for r in await read_runs()}
         print(f"\nthen the hour under way by hand ({current:%H}:00): {states.get(final, '?')}")
-        ok &= states.get(final) == "Completed" and await compare_hours(current + timedelta(hours=1), "every hour, the last one by hand")
-        print("\nsoak " + ("passed" if ok else "FAILED"))
-        return 0 if ok else 1
+        if states.get(final) != "Completed":
+            failed.append("the hour under way, run by hand, Completed")
+        if not await compare_hours(current + timedelta(hours=1), "every hour, the last one by hand"):
+            failed.append("HQ = GROUP BY, every hour")
+        print("\nsoak passed" if not failed else "\nsoak FAILED: " + "; ".join(failed))
+        return 0 if not failed else 1
     finally:
         for worker in workers:
             worker.stop()
@@ -693,21 +707,24 @@ async def notify_to(webhook: Webhook, env: dict[str, str]) -> None:
 
     await CustomWebhookNotificationBlock(name="soak", url=webhook.url, json_data={"subject": "{{subject}}", "body": "{{body}}"}).save(
         "soak-team", overwrite=True)
-    print(await ash(str(BIN / "montrg"), "automations", "apply", "--notify", "custom-webhook/soak-team", env=env))
+    print(await ash(str(BIN / "montrg"), "automations", "apply", "--notify", "custom-webhook/soak-team",
+                    "--pending-minutes", str(PENDING_MINUTES), env=env))
 
 
-async def full_report(ctx: Soak, faults: list[Fault], webhook: Webhook, fed: int, began: datetime, end: datetime) -> bool:
+async def full_report(ctx: Soak, faults: list[Fault], webhook: Webhook, fed: int, began: datetime, end: datetime) -> list[str]:
     runs = await read_runs()
     names = await deployment_names()
-    ok = await report_runs(runs, names, ctx.backfills, faults)
+    """Every check's report; the names of the checks that failed."""
+    checks = {"runs: none left open, backfills completed, every failed run covered": await report_runs(runs, names, ctx.backfills, faults)}
     if faults:
-        ok &= report_recovery(faults, runs, names)
+        checks["a Completed run of every deployment after each fault"] = report_recovery(faults, runs, names)
     # ended hours: every hour that ended 3 minutes (three runs of each schedule) before the schedules were paused
     ended = (end - timedelta(minutes=3)).replace(minute=0, second=0, microsecond=0)
-    ok &= await compare_hours(ended, "every ended hour, no run started by hand")
-    ok &= await report_gateway(fed)
-    ok &= await report_alerts(began.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3), ended, webhook, faults)
-    return ok
+    checks["HQ = GROUP BY, ended hours"] = await compare_hours(ended, "every ended hour, no run started by hand")
+    checks["gateway rows loaded or rejected"] = await report_gateway(fed)
+    checks["coverage alerts and notifications"] = await report_alerts(
+        began.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3), ended, webhook, faults)
+    return [name for name, ok in checks.items() if not ok]
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ change it without code changes:
 | MONTRG_COVERAGE_MIN | 0.8 | an ended hour with fewer than this share of its expected readings raises a coverage alert |
 | MONTRG_LIMITS | (readings.DEFAULT_LIMITS) | physical limits per measure, JSON `{"humidity": [0, 100]}`; readings outside are rejected |
 | MONTRG_NOTIFY_HOURS | 24 | alerts of hours older than this (plant time) are recorded without an event (backfills) |
+| MONTRG_PENDING_MINUTES | 15 | a run of the project left Pending (taken by a worker, never started) this long is marked Crashed by the next scheduled run |
 """
 
 from __future__ import annotations
@@ -135,6 +136,11 @@ def coverage_min() -> float:
 def notify_hours() -> float:
     """How many hours back an alert still notifies (MONTRG_NOTIFY_HOURS, default 24)."""
     return _number("MONTRG_NOTIFY_HOURS", "24", 0, 1_000_000, "a number of hours")
+
+
+def pending_minutes() -> float:
+    """How long a run may stay Pending before a scheduled run marks it Crashed (MONTRG_PENDING_MINUTES, default 15)."""
+    return _number("MONTRG_PENDING_MINUTES", "15", 1, 24 * 60, "a number of minutes")
 
 
 def plant_limits() -> dict[str, tuple[float, float]]:

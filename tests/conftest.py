@@ -143,35 +143,11 @@ def full_prefect_server():
     """A full `prefect server start` of its own (every service: triggers, actions, late runs), on a
     free loopback port; yields the environment that points a process at it. The test harness's
     server runs no automations, so the tests of automations use this one."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import tempfile
-    import time
-    from pathlib import Path
+    from tests.helpers import PrefectServer
 
-    import httpx
-
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    home = tempfile.mkdtemp(prefix="montrg-full-server-")
-    env = {**os.environ, "PREFECT_HOME": home, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = PrefectServer()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "prefect server did not start"
-            time.sleep(0.5)
-        yield env
+        server.start()
+        yield server.env
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
+        server.stop()

@@ -120,3 +120,61 @@ async def until(check, timeout: float, what: str):
             return found
         await asyncio.sleep(1)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class PrefectServer:
+    """A full `prefect server start` (every service: triggers, actions, late runs, the repossessor)
+    on a free loopback port, with a home of its own and this project's server settings
+    (deployments/server.env); `env` points a process at it. It can be SIGKILLed and started again
+    on the same home and port, as a crashed server is restarted."""
+
+    def __init__(self, **settings: str) -> None:
+        import os
+        import socket
+        import tempfile
+
+        from deployments.server import server_settings
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.home = tempfile.mkdtemp(prefix="montrg-full-server-")
+        self.api = f"http://127.0.0.1:{self.port}/api"
+        self.env = {**os.environ, **server_settings(), "PREFECT_HOME": self.home, "PREFECT_API_URL": self.api,
+                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **settings}
+        self.process = None
+
+    def start(self, timeout: float = 120) -> None:
+        import subprocess
+        import sys
+        import time
+        from pathlib import Path
+
+        import httpx
+
+        prefect = str(Path(sys.executable).with_name("prefect"))
+        self.process = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                                        env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.api}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and self.process.poll() is None, "prefect server did not start"
+            time.sleep(0.5)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown of its services, nothing flushed."""
+        import signal
+
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(60)

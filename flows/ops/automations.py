@@ -15,6 +15,7 @@ import yaml
 
 AUTOMATIONS_DIR = Path(__file__).resolve().parents[2] / "deployments" / "automations"
 SLA_FILE = "hourly-sla.yaml"
+PENDING_FILE = "stuck-pending-crashed.yaml"
 
 
 @dataclass
@@ -24,9 +25,11 @@ class Applied:
     block: str = ""
 
 
-def load_specs(folder: Path, block_id: UUID | None, sla_minutes: float | None) -> list[dict]:
+def load_specs(folder: Path, block_id: UUID | None, sla_minutes: float | None, pending_minutes: float | None = None) -> list[dict]:
     """The automation files of `folder`, notifications pointed at `block_id`, the hourly SLA's
-    window set to `sla_minutes`. A file that needs a block when none is given is an error."""
+    window set to `sla_minutes` and the stuck-Pending one's to `pending_minutes`. A file that needs
+    a block when none is given is an error."""
+    windows = {SLA_FILE: sla_minutes, PENDING_FILE: pending_minutes}
     specs = []
     for path in sorted(folder.glob("*.yaml")):
         spec = yaml.safe_load(path.read_text())
@@ -37,13 +40,23 @@ def load_specs(folder: Path, block_id: UUID | None, sla_minutes: float | None) -
                 if block_id is None:
                     raise ValueError(f"{path.name} sends notifications: give --notify <notification block>")
                 action["block_document_id"] = str(block_id)
-        if path.name == SLA_FILE and sla_minutes is not None:
-            spec["trigger"]["within"] = sla_minutes * 60
-            spec["description"] = spec["description"].replace("60 minutes", f"{sla_minutes:g} minutes")
+        minutes = windows.get(path.name)
+        if minutes is not None:
+            _set_window(spec, minutes)
         specs.append(spec)
     if not specs:
         raise ValueError(f"no automation files (*.yaml) in {folder}")
     return specs
+
+
+def _set_window(spec: dict, minutes: float) -> None:
+    """The trigger's window in minutes, and the texts that state the file's window."""
+    stated = f"{spec['trigger']['within'] / 60:g} minutes"
+    spec["trigger"]["within"] = minutes * 60
+    spec["description"] = spec["description"].replace(stated, f"{minutes:g} minutes")
+    for action in spec.get("actions", []):
+        if action.get("message"):
+            action["message"] = action["message"].replace(stated, f"{minutes:g} minutes")
 
 
 async def find_notification_block(client, ref: str) -> UUID:
@@ -65,16 +78,18 @@ async def find_notification_block(client, ref: str) -> UUID:
     return matches[0].id
 
 
-async def apply(notify: str | None, folder: Path = AUTOMATIONS_DIR, sla_minutes: float | None = None) -> Applied:
+async def apply(notify: str | None, folder: Path = AUTOMATIONS_DIR, sla_minutes: float | None = None,
+                pending_minutes: float | None = None) -> Applied:
     """Create (or replace, by name) every automation of `folder` on the Prefect server."""
     from prefect.client.orchestration import get_client
     from prefect.events.schemas.automations import AutomationCore
 
-    if sla_minutes is not None and not 0 < sla_minutes <= 24 * 60:
-        raise ValueError(f"--sla-minutes {sla_minutes:g} must be more than 0 and at most 1440")
+    for option, minutes in (("--sla-minutes", sla_minutes), ("--pending-minutes", pending_minutes)):
+        if minutes is not None and not 0 < minutes <= 24 * 60:
+            raise ValueError(f"{option} {minutes:g} must be more than 0 and at most 1440")
     async with get_client() as client:
         block_id = await find_notification_block(client, notify) if notify else None
-        specs = load_specs(folder, block_id, sla_minutes)
+        specs = load_specs(folder, block_id, sla_minutes, pending_minutes)
         automations = [AutomationCore.model_validate(spec) for spec in specs]
         applied = Applied(block=notify or "")
         for automation in automations:

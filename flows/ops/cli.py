@@ -4,7 +4,7 @@
     montrg blocks create NAME URL      save a database block (URL '-' reads it from stdin)
     montrg doctor [--pause-unready|--resume-ready]   what is missing for the deployments, and the fixes
     montrg pool create [--pool NAME] [--no-registry]  the work pool, its job defaults and queues
-    montrg automations apply --notify BLOCK [--sla-minutes 60]   the shipped automations on the server
+    montrg automations apply --notify BLOCK [--sla-minutes 60] [--pending-minutes 15]   the shipped automations on the server
     montrg alarms list|ack|mute|unmute   alarm episodes in the HQ database (flows/ops/alarms.py)
     montrg report --hours 24 --out DIR   the plant-health pictures and an HTML page (flows/ops/report.py)
     montrg demo [--keep] [--source-url URL --target-url URL]   the whole pipeline once, simulated
@@ -136,7 +136,7 @@ def _automations_apply(args: argparse.Namespace) -> int:
 
     from flows.ops.automations import apply
 
-    applied = asyncio.run(apply(args.notify, Path(args.dir), args.sla_minutes))
+    applied = asyncio.run(apply(args.notify, Path(args.dir), args.sla_minutes, args.pending_minutes))
     for name in applied.created:
         print(f"created automation {name}")
     for name in applied.replaced:
@@ -183,9 +183,11 @@ def parser() -> argparse.ArgumentParser:
     from flows.ops.automations import AUTOMATIONS_DIR
 
     automations = sub.add_parser("automations", help="Prefect automations").add_subparsers(dest="automations_command", required=True)
-    apply = automations.add_parser("apply", help="create or replace the shipped automations (alerts, hourly SLA, failed runs, silent runs)")
+    apply = automations.add_parser("apply", help="create or replace the shipped automations (alerts, hourly SLA, failed runs, silent and stuck runs)")
     apply.add_argument("--notify", help="the notification block: <block-type-slug>/<name> (e.g. slack-webhook/plant-team) or a unique name")
     apply.add_argument("--sla-minutes", type=float, help="the hourly job's SLA (default: the file's 60 minutes)")
+    apply.add_argument("--pending-minutes", type=float,
+                       help="how long a run may stay Pending (taken, not started) before it is marked Crashed (default: the file's 15)")
     apply.add_argument("--dir", default=str(AUTOMATIONS_DIR), help="the folder of automation files")
     apply.set_defaults(func=_automations_apply)
 

@@ -24,6 +24,7 @@ from flows.pipelines.params import checked
 from flows.pipelines.policy import RETRYING, answering
 from flows.pipelines.raw import check_raw_tables, iot_block_of
 from flows.pipelines.run_names import collect_name, runtime_name
+from flows.pipelines.stuck_runs import look_after_stuck_runs
 from flows.settings import DEFAULT_IOT_BLOCK, plant_limits, plant_tz
 from flows.store import Database
 from flows.store.modbus import ModbusPoller, Sensor, parse_registers
@@ -166,6 +167,7 @@ async def sensor_collect(
                 "sensor_collect polls the sensors now; leave it empty to start at the run's scheduled time"
             )
     logger = get_run_logger()
+    await look_after_stuck_runs(logger)
     report = CollectReport()
     iot_block = iot_block_of(iot_block, source_block)
     async with open_database(iot_block) as iot:

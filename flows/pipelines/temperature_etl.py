@@ -17,6 +17,7 @@ from flows.domain.windows import DAY, HOUR, Window, check_hours, chunks, etl_win
 from flows.pipelines.hourly import ETL_JOB, RunReport, check_connections, process_chunks
 from flows.pipelines.params import Hour, Whole, checked
 from flows.pipelines.run_names import etl_name, runtime_name
+from flows.pipelines.stuck_runs import look_after_stuck_runs
 from flows.settings import (
     DEFAULT_SOURCE_BLOCK,
     DEFAULT_TARGET_BLOCK,
@@ -64,6 +65,7 @@ async def temperature_etl(
     check_hours(chunk_hours, "chunk_hours", 1, 24 * 31)
     check_hours(max_catchup_hours, "max_catchup_hours", 0, 24 * 366)
     logger = get_run_logger()
+    await look_after_stuck_runs(logger)
     window = etl_window(hour, flow_run.scheduled_start_time, lookback_hours, plant_tz(), earliest_time(), plant_now() + DAY)
     async with open_database(source_block) as source, open_database(target_block) as target:
         logger.info("%s", await check_connections(source, target))

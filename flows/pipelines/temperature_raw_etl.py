@@ -17,6 +17,7 @@ from flows.pipelines.params import checked
 from flows.pipelines.raw import LoadReport, check_batch, check_reading_params, iot_block_of, load_readings, open_raw_databases
 from flows.pipelines.run_names import raw_etl_name, runtime_name
 from flows.pipelines.streams import ahead
+from flows.pipelines.stuck_runs import look_after_stuck_runs
 from flows.settings import DEFAULT_DEVICE_BLOCK, DEFAULT_DEVICE_TABLE, DEFAULT_IOT_BLOCK, check_identifier
 from flows.store.schema import device_table as device_table_def
 
@@ -72,6 +73,7 @@ async def temperature_raw_etl(
     job = f"temperature-raw-etl:{device_block}:{device_table}"
     origin = f"device:{device_block}/{device_table}"
     logger = get_run_logger()
+    await look_after_stuck_runs(logger)
     reports: list[LoadReport] = []
     async with open_raw_databases(device_block, table, iot_block) as (device, iot):
         watermark = await store.get_watermark(iot, job)
