@@ -30,7 +30,7 @@ async def temperature_raw_etl(
     iot_block: str = DEFAULT_IOT_BLOCK,
     watermark_column: str = "upload_dt",
     overlap_minutes: int = 30,
-    batch_rows: int = 200_000,
+    batch_rows: int = 100_000,
     value_columns: dict[str, str] = readings.DEFAULT_VALUE_COLUMNS,
     limits: dict[str, list[float]] | None = None,
     outlier_mads: float | None = None,
