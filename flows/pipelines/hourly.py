@@ -294,7 +294,7 @@ async def run_chunk(
 ) -> ChunkReport:
     """extract -> aggregate -> write -> verify -> alerts for one window; returns what it did.
 
-    With `turns`, the reads run at once and the writes wait for chunk `number`'s turn. The target
+    With `turns`, the read waits for a reading slot and the write for chunk `number`'s turn. The target
     is read once, by the write before it writes (to write only the rows that changed); the
     verification checks what the write saw the database hold after it (PostgreSQL's RETURNING
     beside the rows left alone), or reads the rows back after the commit where the upsert cannot
@@ -302,7 +302,9 @@ async def run_chunk(
     started = time.perf_counter()
     steps = StepClock()
     judged = ctx.judged(window)
-    hourly, bad, raw_rows = await extract(source, window, ctx.limits)
+    async with turns.reading() if turns else contextlib.nullcontext():
+        steps.restart()  # the wait for a reading slot counts as no step
+        hourly, bad, raw_rows = await extract(source, window, ctx.limits)
     steps.mark("extract")
     async with turns.turn(number) if turns else contextlib.nullcontext():
         steps.restart()  # the wait for this chunk's turn to write counts as no step
@@ -355,10 +357,13 @@ async def process_chunks(
     after_each: Callable[[int, ChunkReport], Awaitable[None]] | None = None,
     ctx: RunContext | None = None,
 ) -> list[ChunkReport]:
-    """Process `pieces`, each one task run (chunk_task), up to IN_FLIGHT at once: reads overlap,
-    writes go in order. What no chunk changes is read once, before the first (read_context),
-    unless the caller has read it (`ctx`)."""
-    turns = WriteTurns()
+    """Process `pieces`, each one task run (chunk_task), up to IN_FLIGHT at once: IN_FLIGHT - 1
+    read (aggregate in the source) at once while one writes, writes go in order. (Without the
+    read limit a third aggregation started whenever the oldest chunk wrote: three on two cores
+    slowed the 10M backfill by 6%, alternating runs 2.35-2.56 s against 2.26-2.39 s.) What no
+    chunk changes is read once, before the first (read_context), unless the caller has read it
+    (`ctx`)."""
+    turns = WriteTurns(readers=IN_FLIGHT - 1)
     ctx = ctx or await read_context(source, target)
 
     def start(number: int) -> asyncio.Future:

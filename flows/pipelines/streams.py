@@ -54,15 +54,27 @@ class _Failure:
 
 
 class WriteTurns:
-    """Chunks are read concurrently but written in order: chunk k writes once chunks 0..k-1 have.
+    """Chunks are read concurrently (at most `readers` at once) but written in order: chunk k
+    writes once chunks 0..k-1 have.
 
     A failed write does not pass the turn on (the run stops there), so whatever a failed run leaves
     behind is a prefix of whole chunks; a retried chunk takes its turn again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, readers: int | None = None) -> None:
         self._next = 0
         self._changed = asyncio.Condition()
+        self._readers = asyncio.Semaphore(readers) if readers else None
+
+    @contextlib.asynccontextmanager
+    async def reading(self):
+        """A slot to read in: at most `readers` chunks read at once (the other chunks under way
+        write, or wait for their turn)."""
+        if self._readers is None:
+            yield
+            return
+        async with self._readers:
+            yield
 
     @contextlib.asynccontextmanager
     async def turn(self, number: int):

@@ -54,3 +54,33 @@ async def test_a_failed_write_keeps_the_turn_so_later_chunks_write_nothing():
         written.append(1)
     await third
     assert written == [0, 1, 2]
+
+
+async def test_at_most_readers_chunks_read_at_once_and_a_writer_frees_its_slot():
+    turns = WriteTurns(readers=2)
+    reading, most = set(), 0
+    release = {n: asyncio.Event() for n in range(4)}
+    entered = {n: asyncio.Event() for n in range(4)}
+
+    async def chunk(number: int) -> None:
+        nonlocal most
+        async with turns.reading():
+            reading.add(number)
+            most = max(most, len(reading))
+            entered[number].set()
+            await release[number].wait()
+            reading.discard(number)
+        async with turns.turn(number):
+            pass
+
+    chunks = asyncio.gather(*(chunk(n) for n in range(4)))
+    await entered[0].wait()
+    await entered[1].wait()
+    assert reading == {0, 1} and not entered[2].is_set()  # the third waits for a slot
+    release[0].set()  # chunk 0 reads no more (it writes): chunk 2 may read
+    await entered[2].wait()
+    assert not entered[3].is_set()
+    for n in (1, 2, 3):
+        release[n].set()
+    await chunks
+    assert most == 2
