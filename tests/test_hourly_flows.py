@@ -36,6 +36,7 @@ async def test_backfill_equals_sql_group_by(pair):
     assert_matches_reference(await target_rows(target), expected)
     assert report.window == "[2024-01-31 00:00, 2024-02-02 00:00)"
     assert report.totals["location_hours"] == expected.height
+    assert len(report.chunks) == 2 and await latest_progress() == 100.0  # updated at most once a second, always at the end
     # the cases the scenario plants are really there, as SQL sees them
     one = expected.filter(loc_id="ONE")
     assert one["sample_count"].to_list() == [1] and one["temperature_avg"].to_list() == [21.5]
@@ -150,6 +151,16 @@ async def test_pushdown_and_raw_paths_give_equal_results(kind, pg_url, mariadb_u
         assert_matches_reference(pushed, await reference(source, scenario.RANGE_START, scenario.RANGE_END))
     finally:
         await source.db.dispose()
+
+
+async def latest_progress() -> float:
+    """The latest temperature-backfill progress artifact's value."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        found = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["temperature-backfill"])))
+    return float(found[0].data)
 
 
 async def latest_plan() -> list[dict]:

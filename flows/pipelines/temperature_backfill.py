@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from prefect import flow
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
@@ -82,9 +83,14 @@ async def temperature_backfill(
             progress=0.0, key=artifact_key("temperature-backfill"), description=f"temperature-backfill {window}"
         )
 
+        shown = [time.monotonic()]
+
         async def progressed(number: int, _chunk) -> None:
+            """The progress artifact at most once a second (each update is a call to the server), and at the end."""
             done = 100.0 * number / len(plan.pieces)
-            await aupdate_progress_artifact(progress, done)
+            if number == len(plan.pieces) or time.monotonic() - shown[0] >= 1.0:
+                await aupdate_progress_artifact(progress, done)
+                shown[0] = time.monotonic()
             logger.info("progress: chunk %d of %d done (%.0f%%)", number, len(plan.pieces), done)
 
         try:
