@@ -6,8 +6,8 @@
 raw-etl measures, median of 3, each run a fresh process timed from outside from spawn to exit
 (imports included), the flow on a running Prefect server:
   empty table   temperature_raw_etl loading 1M device rows into an empty temperature_raw, against
-                a plain COPY of the same typed rows into an identical, indexed table (`psql \copy`
-                of a binary COPY file made beforehand: the floor for any loader)
+                a plain COPY of the same typed rows, in arrival order, into an identical, indexed
+                table (`psql \copy` of a binary COPY file made beforehand: the floor for any loader)
   steady state  with those 1M rows loaded, 100k new device rows uploaded after the watermark (the
                 run re-reads the last `overlap_minutes` too) plus 10k later uploads of existing
                 readings (corrected values): the flow's incremental run, against a plain COPY of
@@ -73,7 +73,11 @@ async def raw_etl() -> None:
 
     DATA.mkdir(exist_ok=True)
     everything, new_file = DATA / "raw-all.bin", DATA / "raw-new.bin"
-    everything.write_bytes(pgcopy.encode(temperature_raw, raw.select(RAW_COLUMNS)))
+    # in arrival order (time, then location), as the devices upload them and the flow receives them:
+    # the generator's location-major order is the primary key's, which PostgreSQL loads about 20%
+    # faster (1M rows: 2.06 s against 2.52 s), a layout no plant's uploads have
+    arrival = ["capture_dt", "loc_id"]
+    everything.write_bytes(pgcopy.encode(temperature_raw, raw.sort(arrival).select(RAW_COLUMNS)))
 
     runs: dict[str, list[float]] = {"copy": [], "flow": [], "flow_work": []}
     ratios, flow_rss = [], []
@@ -105,7 +109,7 @@ async def raw_etl() -> None:
         await pg.copy_records_to_table("temperature", schema_name="dbo", records=extra.iter_rows(), columns=extra.columns)
         await pg.execute("ANALYZE dbo.temperature")
     await device.dispose()
-    new_file.write_bytes(pgcopy.encode(temperature_raw, fresh.select(RAW_COLUMNS)))
+    new_file.write_bytes(pgcopy.encode(temperature_raw, fresh.sort(arrival).select(RAW_COLUMNS)))
     saved = await snapshot_watermarks(iot)
     steady: dict[str, list[float]] = {"copy": [], "flow": [], "flow_work": []}
     steady_ratios = []
