@@ -712,9 +712,9 @@ async def notify_to(webhook: Webhook, env: dict[str, str]) -> None:
 
 
 async def full_report(ctx: Soak, faults: list[Fault], webhook: Webhook, fed: int, began: datetime, end: datetime) -> list[str]:
+    """Every check's report; the names of the checks that failed."""
     runs = await read_runs()
     names = await deployment_names()
-    """Every check's report; the names of the checks that failed."""
     checks = {"runs: none left open, backfills completed, every failed run covered": await report_runs(runs, names, ctx.backfills, faults)}
     if faults:
         checks["a Completed run of every deployment after each fault"] = report_recovery(faults, runs, names)

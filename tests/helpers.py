@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
+import httpx
 import polars as pl
 from sqlalchemy import text
 
 from blocks import create_block, load_database
+from deployments.server import server_settings
 from flows.store import Database
 from flows.store.schema import init_schema
 
@@ -110,9 +121,6 @@ def assert_matches_reference(actual: pl.DataFrame, expected: pl.DataFrame) -> No
 async def until(check, timeout: float, what: str):
     """Poll `check()` (an async callable) every second until it returns something true; return it.
     For conditions on a server's side, not for ordering events."""
-    import asyncio
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = await check()
@@ -128,30 +136,17 @@ class PrefectServer:
     (deployments/server.env); `env` points a process at it. It can be SIGKILLed and started again
     on the same home and port, as a crashed server is restarted."""
 
-    def __init__(self, **settings: str) -> None:
-        import os
-        import socket
-        import tempfile
-
-        from deployments.server import server_settings
-
+    def __init__(self) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.home = tempfile.mkdtemp(prefix="montrg-full-server-")
         self.api = f"http://127.0.0.1:{self.port}/api"
         self.env = {**os.environ, **server_settings(), "PREFECT_HOME": self.home, "PREFECT_API_URL": self.api,
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **settings}
+                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         self.process = None
 
     def start(self, timeout: float = 120) -> None:
-        import subprocess
-        import sys
-        import time
-        from pathlib import Path
-
-        import httpx
-
         prefect = str(Path(sys.executable).with_name("prefect"))
         self.process = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
                                         env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -167,14 +162,10 @@ class PrefectServer:
 
     def kill(self) -> None:
         """SIGKILL: no shutdown of its services, nothing flushed."""
-        import signal
-
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(30)
 
     def stop(self) -> None:
-        import signal
-
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(60)

@@ -83,14 +83,15 @@ async def temperature_backfill(
             progress=0.0, key=artifact_key("temperature-backfill"), description=f"temperature-backfill {window}"
         )
 
-        shown = [time.monotonic()]
+        shown = time.monotonic()
 
         async def progressed(number: int, _chunk) -> None:
             """The progress artifact at most once a second (each update is a call to the server), and at the end."""
+            nonlocal shown
             done = 100.0 * number / len(plan.pieces)
-            if number == len(plan.pieces) or time.monotonic() - shown[0] >= 1.0:
+            if number == len(plan.pieces) or time.monotonic() - shown >= 1.0:
                 await aupdate_progress_artifact(progress, done)
-                shown[0] = time.monotonic()
+                shown = time.monotonic()
             logger.info("progress: chunk %d of %d done (%.0f%%)", number, len(plan.pieces), done)
 
         try:
