@@ -12,6 +12,7 @@ The types refuse what pydantic would coerce: a number as Unix seconds (`start=20
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,19 @@ def _reason(name: str, value: Any, error: ValidationError) -> str:
     return f"{name}={value!r}{message}"
 
 
+_frozen = False
+
+
+def _freeze_imports() -> None:
+    """Once per process: what exists at the first flow call (modules, classes, Prefect's engine) is
+    moved out of the garbage collector's sight (gc.freeze): full collections during runs then walk
+    only what runs make (flows/pipelines/__init__.py)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
+
+
 def checked(fn: F) -> F:
     """`fn` with its parameters validated against its own type hints first; a bad value raises
     ParameterError in one line that names the parameter, the value and what it takes, the shape
@@ -81,6 +95,7 @@ def checked(fn: F) -> F:
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _freeze_imports()
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:
