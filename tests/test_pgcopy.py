@@ -1,5 +1,6 @@
-"""The binary COPY encoder against a real PostgreSQL: what arrives equals what was sent, and equals
-what asyncpg's own row-by-row encoder delivers, for hostile values of every supported type."""
+"""The binary COPY encoder, and the array literals of unnest_rows, against a real PostgreSQL: what
+arrives equals what was sent, and equals what asyncpg's own row-by-row encoder delivers, for
+hostile values of every supported type."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import BigInteger, Boolean, Column, Double, Integer, MetaData, SmallInteger, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Double, Integer, MetaData, SmallInteger, String, Table, Text, insert
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from flows.store import pgcopy
 from flows.store.schema import Timestamp
+from flows.store.writes import unnest_rows
 
 KINDS = Table(
     "kinds", MetaData(),
@@ -39,10 +42,26 @@ rows = st.lists(
 
 @pytest.fixture
 async def conn(pg_url):
-    c = await asyncpg.connect((await pg_url()).replace("postgresql+asyncpg", "postgresql"))
+    url = await pg_url()
+    c = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     await c.execute(DDL)
+    URLS[c] = url
     yield c
+    del URLS[c]
     await c.close()
+
+
+URLS: dict[asyncpg.Connection, str] = {}  # each test connection's database, for SQLAlchemy
+
+
+async def insert_unnested(c, df: pl.DataFrame) -> None:
+    """INSERT ... SELECT FROM unnest_rows(df), as write_hourly sends it (SQLAlchemy, asyncpg)."""
+    engine = create_async_engine(URLS[c])
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(KINDS).from_select(df.columns, unnest_rows(KINDS, df)))
+    finally:
+        await engine.dispose()
 
 
 async def stored(c) -> pl.DataFrame:
@@ -75,6 +94,9 @@ async def test_edge_values_arrive_exactly(conn):
     )
     await conn.copy_to_table("kinds", source=pgcopy.encode(KINDS, df), columns=df.columns, format="binary")
     assert same(await stored(conn), df)
+    await conn.execute("TRUNCATE kinds")
+    await insert_unnested(conn, df)
+    assert same(await stored(conn), df)
 
 
 async def test_an_empty_frame_copies_nothing(conn):
@@ -99,6 +121,9 @@ async def test_random_rows_arrive_as_asyncpg_delivers_them(conn, data):
     await conn.copy_to_table("kinds", source=pgcopy.encode(KINDS, df), columns=df.columns, format="binary")
     mine = await stored(conn)
     assert same(mine, by_asyncpg) and same(mine, df)
+    await conn.execute("TRUNCATE kinds")
+    await insert_unnested(conn, df)
+    assert same(await stored(conn), by_asyncpg)
 
 
 def test_a_sliced_frame_encodes_only_its_rows():

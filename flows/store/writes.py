@@ -15,8 +15,10 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
+    Text,
     cast,
     func,
+    literal,
     select,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -52,12 +54,25 @@ async def fetch_frame(conn: AsyncConnection, query: Select | Insert, schema: pl.
 
 
 def unnest_rows(table: Table, df: pl.DataFrame) -> Select:
-    """`df` as a SELECT of its columns from `unnest(array, array, ...)` (PostgreSQL): the rows go as
-    one array per column in a single statement (asyncpg encodes arrays in C), without the temporary
-    table, COPY and INSERT ... SELECT a staging costs (three round trips and catalog writes)."""
-    arrays = [cast(df[c].to_list(), ARRAY(table.c[c].type)) for c in df.columns]
+    """`df` as a SELECT of its columns from `unnest(array, array, ...)` (PostgreSQL): the rows go in
+    a single statement, without the temporary table, COPY and INSERT ... SELECT a staging costs
+    (three round trips and catalog writes). Each column is one text parameter, PostgreSQL's array
+    literal of its values (array_literal), cast to the column's array type: a list parameter
+    would have asyncpg test every element against collections.abc.Iterable before encoding it
+    (0.14 s of a 10M backfill's writes, on the event loop)."""
+    arrays = [cast(literal(array_literal(df[c]), Text()), ARRAY(table.c[c].type)) for c in df.columns]
     rows = func.unnest(*arrays).table_valued(*df.columns).render_derived(name="rows")
     return select(*(rows.c[c] for c in df.columns))
+
+
+def array_literal(values: pl.Series) -> str:
+    """`values` as PostgreSQL's array literal, `{1.5,NULL,"a \\"b\\""}`: NULL for a null, numbers as
+    Polars writes them (the shortest text that reads back to the same float: NaN, inf and -inf
+    included), anything else double-quoted with its backslashes and quotes escaped."""
+    text = values.cast(pl.String)
+    if not values.dtype.is_numeric():
+        text = '"' + text.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True) + '"'
+    return "{" + (text.fill_null("NULL").str.join(",").item() or "") + "}"
 
 
 async def count_rows(conn: AsyncConnection, table: Table) -> int:
