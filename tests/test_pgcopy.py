@@ -41,22 +41,22 @@ rows = st.lists(
 
 
 @pytest.fixture
-async def conn(pg_url):
-    url = await pg_url()
-    c = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+async def kinds_url(pg_url):
+    """The test's database (SQLAlchemy's URL), where `conn` creates the kinds table."""
+    return await pg_url()
+
+
+@pytest.fixture
+async def conn(kinds_url):
+    c = await asyncpg.connect(kinds_url.replace("postgresql+asyncpg", "postgresql"))
     await c.execute(DDL)
-    URLS[c] = url
     yield c
-    del URLS[c]
     await c.close()
 
 
-URLS: dict[asyncpg.Connection, str] = {}  # each test connection's database, for SQLAlchemy
-
-
-async def insert_unnested(c, df: pl.DataFrame) -> None:
+async def insert_unnested(url: str, df: pl.DataFrame) -> None:
     """INSERT ... SELECT FROM unnest_rows(df), as write_hourly sends it (SQLAlchemy, asyncpg)."""
-    engine = create_async_engine(URLS[c])
+    engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
             await conn.execute(insert(KINDS).from_select(df.columns, unnest_rows(KINDS, df)))
@@ -82,7 +82,7 @@ def same(a: pl.DataFrame, b: pl.DataFrame) -> bool:
     return True
 
 
-async def test_edge_values_arrive_exactly(conn):
+async def test_edge_values_arrive_exactly(conn, kinds_url):
     df = pl.DataFrame(
         [
             ("ünïcødé 😀", "", datetime(1999, 12, 31, 23, 59, 59, 999999), -0.0, -(2**31), 2**63 - 1, -(2**15), True),
@@ -95,7 +95,7 @@ async def test_edge_values_arrive_exactly(conn):
     await conn.copy_to_table("kinds", source=pgcopy.encode(KINDS, df), columns=df.columns, format="binary")
     assert same(await stored(conn), df)
     await conn.execute("TRUNCATE kinds")
-    await insert_unnested(conn, df)
+    await insert_unnested(kinds_url, df)
     assert same(await stored(conn), df)
 
 
@@ -112,7 +112,7 @@ def test_an_unsupported_column_type_asks_for_the_fallback():
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=rows)
-async def test_random_rows_arrive_as_asyncpg_delivers_them(conn, data):
+async def test_random_rows_arrive_as_asyncpg_delivers_them(conn, kinds_url, data):
     df = pl.DataFrame(data, schema=SCHEMA, orient="row")
     await conn.execute("TRUNCATE kinds")
     await conn.copy_records_to_table("kinds", records=df.iter_rows(), columns=df.columns)
@@ -122,7 +122,7 @@ async def test_random_rows_arrive_as_asyncpg_delivers_them(conn, data):
     mine = await stored(conn)
     assert same(mine, by_asyncpg) and same(mine, df)
     await conn.execute("TRUNCATE kinds")
-    await insert_unnested(conn, df)
+    await insert_unnested(kinds_url, df)
     assert same(await stored(conn), by_asyncpg)
 
 

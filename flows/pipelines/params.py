@@ -72,16 +72,12 @@ def _reason(name: str, value: Any, error: ValidationError) -> str:
     return f"{name}={value!r}{message}"
 
 
-_frozen = False
-
-
 def _freeze_imports() -> None:
     """Once per process: what exists at the first flow call (modules, classes, Prefect's engine) is
     moved out of the garbage collector's sight (gc.freeze): full collections during runs then walk
-    only what runs make (flows/pipelines/__init__.py)."""
-    global _frozen
-    if not _frozen:
-        _frozen = True
+    only what runs make (flows/pipelines/__init__.py). A process with frozen objects is not
+    frozen again."""
+    if not gc.get_freeze_count():
         gc.freeze()
 
 
