@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from flows.store import pgcopy
 from flows.store.schema import Timestamp
-from flows.store.writes import unnest_rows
+from flows.store.writes import COPY_SLICE_ROWS, PGCOPY_MIN_ROWS, copy_records, unnest_rows
 
 KINDS = Table(
     "kinds", MetaData(),
@@ -131,3 +131,33 @@ def test_a_sliced_frame_encodes_only_its_rows():
     whole, part = pgcopy.encode(KINDS, df), pgcopy.encode(KINDS, df.slice(3, 4))
     assert bytes(part).count(b"row") == 4 and b"row3" in bytes(part) and b"row2" not in bytes(part)
     assert len(bytes(whole)) > len(bytes(part))
+
+
+async def test_a_large_frame_goes_in_slices_and_arrives_whole(conn, kinds_url):
+    """copy_records sends a frame of PGCOPY_MIN_ROWS or more as slices encoded one after the other
+    (COPY_SLICE_ROWS each, the last shorter): every row arrives, in order, edge values included;
+    a row that breaks a constraint in a later slice still fails the whole COPY and leaves
+    nothing behind."""
+    height = 2 * COPY_SLICE_ROWS + 123
+    assert height >= PGCOPY_MIN_ROWS
+    edge = [
+        ("ünïcødé 😀", "a\tb\nc\\N", datetime(1999, 12, 31, 23, 59, 59, 999999), -0.0, -(2**31), 2**63 - 1, -(2**15), True),
+        (None, None, None, float("nan"), None, None, None, None),
+    ]
+    df = pl.DataFrame(
+        [(f"row{i}", *edge[i % 2][1:4], i, *edge[i % 2][5:]) for i in range(height)], schema=SCHEMA, orient="row"
+    )
+    engine = create_async_engine(kinds_url)
+    try:
+        async with engine.begin() as sa:
+            await copy_records(sa, KINDS, None, df)
+        assert same(await stored(conn), df)
+        await conn.execute("TRUNCATE kinds")
+        await conn.execute("ALTER TABLE kinds ADD UNIQUE (i)")
+        broken = df.with_columns(pl.when(pl.col("i") == height - 1).then(0).otherwise(pl.col("i")).alias("i"))
+        with pytest.raises(Exception, match="duplicate key"):
+            async with engine.begin() as sa:
+                await copy_records(sa, KINDS, None, broken)
+        assert (await stored(conn)).is_empty()
+    finally:
+        await engine.dispose()

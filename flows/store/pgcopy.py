@@ -86,19 +86,35 @@ def _encoder(column: Column) -> Callable[[pl.Series], pa.Array] | None:
     return None
 
 
+Encoder = Callable[[pl.Series], pa.Array]
+
+
+def encoders(table: Table, columns: list[str]) -> list[Encoder] | None:
+    """The encoders of `columns` (named as `table`'s), or None when a column's type has none here."""
+    found = [_encoder(table.c[name]) for name in columns]
+    if not found or any(e is None for e in found):
+        return None
+    return found  # type: ignore[return-value]
+
+
+def encode_rows(encoders: list[Encoder], df: pl.DataFrame) -> memoryview:
+    """The rows of `df` in binary COPY format, without the header and trailer (encode, or a COPY
+    sent in pieces: HEADER, encode_rows of each slice, TRAILER)."""
+    if df.is_empty():
+        return memoryview(b"")
+    count = pa.scalar(np.array([df.width], dtype=">i2").tobytes(), pa.large_binary())
+    fields = [encode(series) for series, encode in zip(df.get_columns(), encoders)]
+    rows = pc.binary_join_element_wise(count, *fields, _EMPTY)
+    _, offsets, data = rows.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)[[rows.offset, rows.offset + len(rows)]]
+    return memoryview(data)[int(bounds[0]) : int(bounds[1])]
+
+
 def encode(table: Table, df: pl.DataFrame) -> memoryview | None:
     """`df` (its columns named as `table`'s) in binary COPY format, or None when a column's type
     has no encoder here. Text goes as UTF-8 (asyncpg's client_encoding). A memoryview, because
     asyncpg's copy_to_table takes plain bytes for a file path."""
-    encoders = [_encoder(table.c[name]) for name in df.columns]
-    if any(e is None for e in encoders) or not df.width:
+    found = encoders(table, df.columns)
+    if found is None:
         return None
-    if df.is_empty():
-        return memoryview(HEADER + TRAILER)
-    count = pa.scalar(np.array([df.width], dtype=">i2").tobytes(), pa.large_binary())
-    fields = [encode(df[name]) for name, encode in zip(df.columns, encoders)]  # type: ignore[misc]
-    rows = pc.binary_join_element_wise(count, *fields, _EMPTY)
-    _, offsets, data = rows.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int64)[[rows.offset, rows.offset + len(rows)]]
-    body = memoryview(data)[int(bounds[0]) : int(bounds[1])]
-    return memoryview(b"".join((HEADER, body, TRAILER)))
+    return memoryview(b"".join((HEADER, encode_rows(found, df), TRAILER)))

