@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from prefect import flow, task
+from prefect import task
 from prefect.artifacts import acreate_table_artifact
 from prefect.logging import get_run_logger
 
@@ -12,7 +12,7 @@ from blocks import open_database
 from flows import store
 from flows.domain import checks, master
 from flows.errors import MasterDataError
-from flows.pipelines.params import Flag, checked
+from flows.pipelines.params import Flag, checked, flow
 from flows.pipelines.policy import RETRYING, require_tables
 from flows.pipelines.run_names import master_name, runtime_name
 from flows.settings import DEFAULT_SOURCE_BLOCK, DEFAULT_TARGET_BLOCK, plant_now

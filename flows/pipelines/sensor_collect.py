@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 import polars as pl
-from prefect import flow, task
+from prefect import task
 from prefect.artifacts import acreate_table_artifact
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
@@ -20,7 +20,7 @@ from blocks import open_database
 from flows import store
 from flows.domain import readings
 from flows.domain.windows import check_range, is_repeated
-from flows.pipelines.params import checked
+from flows.pipelines.params import checked, flow
 from flows.pipelines.policy import RETRYING, answering
 from flows.pipelines.raw import check_raw_tables, iot_block_of
 from flows.pipelines.run_names import collect_name, runtime_name

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from prefect import flow
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.logging import get_run_logger
 
@@ -14,7 +13,7 @@ from flows import store
 from flows.domain.backfill import backfill_plan
 from flows.pipelines.fanout import artifact_key, run_chunks_on_pool
 from flows.pipelines.hourly import ETL_JOB, RunReport, check_connections, plan_chunks, process_chunks, read_context
-from flows.pipelines.params import Flag, TimeBound, Whole, checked
+from flows.pipelines.params import Flag, TimeBound, Whole, checked, flow
 from flows.pipelines.run_names import backfill_name, runtime_name
 from flows.settings import (
     DEFAULT_SOURCE_BLOCK,

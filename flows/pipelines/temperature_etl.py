@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import polars as pl
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
@@ -15,7 +14,7 @@ from flows import store
 from flows.domain import health
 from flows.domain.windows import DAY, HOUR, Window, check_hours, chunks, etl_window
 from flows.pipelines.hourly import ETL_JOB, RunReport, check_connections, process_chunks
-from flows.pipelines.params import Hour, Whole, checked
+from flows.pipelines.params import Hour, Whole, checked, flow
 from flows.pipelines.run_names import etl_name, runtime_name
 from flows.pipelines.stuck_runs import look_after_stuck_runs
 from flows.settings import (

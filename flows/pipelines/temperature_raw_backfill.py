@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-from prefect import flow
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.logging import get_run_logger
 
@@ -13,7 +12,7 @@ from flows import store
 from flows.domain import readings
 from flows.domain.backfill import backfill_plan
 from flows.pipelines.fanout import artifact_key, run_chunks_on_pool
-from flows.pipelines.params import Flag, TimeBound, Whole, checked
+from flows.pipelines.params import Flag, TimeBound, Whole, checked, flow
 from flows.pipelines.raw import LoadReport, check_batch, check_reading_params, iot_block_of, load_readings, open_raw_databases
 from flows.pipelines.run_names import raw_backfill_name, runtime_name
 from flows.pipelines.streams import ahead

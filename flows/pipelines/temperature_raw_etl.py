@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from prefect import flow
 from prefect.artifacts import acreate_table_artifact
 from prefect.logging import get_run_logger
 
 from flows import store
 from flows.domain import readings
 from flows.domain.windows import check_range
-from flows.pipelines.params import checked
+from flows.pipelines.params import checked, flow
 from flows.pipelines.raw import LoadReport, check_batch, check_reading_params, iot_block_of, load_readings, open_raw_databases
 from flows.pipelines.run_names import raw_etl_name, runtime_name
 from flows.pipelines.streams import ahead
