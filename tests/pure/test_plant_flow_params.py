@@ -14,7 +14,7 @@ from prefect.flows import Flow
 from flows.pipelines.params import PlantFlow, checked, flow
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     HOURLY = "hourly"
 
 
