@@ -15,7 +15,6 @@ opens with mssql+aioodbc: aioodbc runs that same pyodbc connection off the event
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +27,7 @@ from flows.settings import check_identifier
 # a database's home is flows.store.connection, which imports neither Prefect nor the flows
 from flows.store.connection import SCHEMA_PARAMETER, Database
 
-__all__ = ["async_url", "block_from_url", "create_block", "load_database", "open_database", "open_databases", "BlockNotFound"]
+__all__ = ["async_url", "block_from_url", "create_block", "load_database", "open_database", "BlockNotFound"]
 
 _ASYNC_DRIVERS = {
     "postgresql": "postgresql+asyncpg",
@@ -232,19 +231,3 @@ async def open_database(name: str) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.dispose()
-
-
-@asynccontextmanager
-async def open_databases(*names: str) -> AsyncIterator[tuple[Database, ...]]:
-    """The blocks `names`, loaded at the same time (one API call each, not one after the other);
-    a block that does not load raises as open_database would, the first of `names` first, and
-    whatever did load is disposed of on exit."""
-    loaded = await asyncio.gather(*(load_database(name) for name in names), return_exceptions=True)
-    try:
-        for failure in (db for db in loaded if isinstance(db, BaseException)):
-            raise failure
-        yield tuple(loaded)  # type: ignore[arg-type]
-    finally:
-        for db in loaded:
-            if isinstance(db, Database):
-                await db.dispose()

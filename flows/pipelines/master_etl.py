@@ -8,7 +8,7 @@ from prefect import task
 from prefect.artifacts import acreate_table_artifact
 from prefect.logging import get_run_logger
 
-from blocks import open_databases
+from blocks import open_database
 from flows import store
 from flows.domain import checks, master
 from flows.errors import MasterDataError
@@ -83,7 +83,7 @@ async def master_etl(
             "give the IoT database as source_block and the HQ database as target_block"
         )
     logger = get_run_logger()
-    async with open_databases(source_block, target_block) as (source, target):
+    async with open_database(source_block) as source, open_database(target_block) as target:
         if source.same_tables(target):
             raise ValueError(
                 f"source_block={source_block!r} and target_block={target_block!r} are the same database and schema "

@@ -8,7 +8,7 @@ import time
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.logging import get_run_logger
 
-from blocks import open_databases
+from blocks import open_database
 from flows import store
 from flows.domain.backfill import backfill_plan
 from flows.pipelines.fanout import artifact_key, run_chunks_on_pool
@@ -63,7 +63,7 @@ async def temperature_backfill(
     )
     logger = get_run_logger()
     report = RunReport(str(window), [])
-    async with open_databases(source_block, target_block) as (source, target):
+    async with open_database(source_block) as source, open_database(target_block) as target:
         versions = await check_connections(source, target)
         ctx = await read_context(source, target)  # once: the plan and the chunks judge by the same first reading
         plan = await plan_chunks(source, window, chunk_hours, ctx.horizon)

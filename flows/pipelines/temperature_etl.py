@@ -9,7 +9,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
-from blocks import open_databases
+from blocks import open_database
 from flows import store
 from flows.domain import health
 from flows.domain.windows import DAY, HOUR, Window, check_hours, chunks, etl_window
@@ -66,7 +66,7 @@ async def temperature_etl(
     logger = get_run_logger()
     await look_after_stuck_runs(logger)
     window = etl_window(hour, flow_run.scheduled_start_time, lookback_hours, plant_tz(), earliest_time(), plant_now() + DAY)
-    async with open_databases(source_block, target_block) as (source, target):
+    async with open_database(source_block) as source, open_database(target_block) as target:
         logger.info("%s", await check_connections(source, target))
         scheduled = hour is None
         watermark = await store.get_watermark(target, JOB) if scheduled else None
