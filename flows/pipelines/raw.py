@@ -22,6 +22,7 @@ from flows.errors import MissingTableError
 from flows.pipelines.policy import RETRYING, answering, require_tables
 from flows.settings import DEFAULT_IOT_BLOCK, plant_limits, plant_now, plant_tz
 from flows.store import Database
+from flows.store.adbc import import_driver_early
 from flows.store.schema import etl_watermark, sensors, temperature_raw, temperature_raw_reject
 
 RAW_TABLES = [temperature_raw, temperature_raw_reject, sensors, etl_watermark]
@@ -55,6 +56,7 @@ async def check_device_table(device: Database, table: Table) -> None:
 async def open_raw_databases(device_block: str, table: Table, iot_block: str) -> AsyncIterator[tuple[Database, Database]]:
     """(device, iot), each checked: the device table first, then the IoT database."""
     async with open_database(device_block) as device:
+        import_driver_early(device)  # the device table is read through ADBC on PostgreSQL
         await check_device_table(device, table)
         async with open_database(iot_block) as iot:
             await check_raw_tables(iot)
