@@ -36,6 +36,7 @@ DATA = Path(__file__).resolve().parents[1] / "bench-data"
 RAW_COLUMNS = ("loc_id", "capture_dt", "temperature", "humidity", "pcv_temperature")
 REPEATS = int(os.environ.get("MONTRG_BENCH_REPEATS", "3"))
 LOCATIONS = 200
+NO_ROWS_TABLE = "dbo.temperature_none"
 
 
 async def raw_etl() -> None:
@@ -50,9 +51,11 @@ async def raw_etl() -> None:
     ref = await init_block("montrg-bench-raw-ref", "montrg_bench_raw_ref")
     device = await init_block("montrg-bench-device", "montrg_bench_device")
     table = device_table("dbo.temperature", MetaData())
+    nothing = device_table(NO_ROWS_TABLE, MetaData())  # the no-rows case: a device table that stays empty
     async with device.engine.begin() as conn:
         await conn.execute(text("CREATE SCHEMA dbo"))
         await conn.run_sync(table.metadata.create_all)
+        await conn.run_sync(nothing.metadata.create_all)
         # the incremental read is WHERE upload_dt > :watermark ORDER BY upload_dt (see README)
         await conn.execute(text("CREATE INDEX ix_temperature_upload_dt ON dbo.temperature (upload_dt)"))
     async with iot.engine.begin() as conn:
@@ -81,7 +84,14 @@ async def raw_etl() -> None:
 
     runs: dict[str, list[float]] = {"copy": [], "flow": [], "flow_work": []}
     ratios, flow_rss = [], []
+    no_rows: dict[str, list[float]] = {"flow": [], "flow_work": [], "rss": []}
     for rep in range(REPEATS):
+        flow = flow_in_a_fresh_process(NO_ROWS_TABLE)
+        assert flow["read"] == 0, flow
+        no_rows["flow"].append(flow["whole"])
+        no_rows["flow_work"].append(flow["seconds"])
+        no_rows["rss"].append(flow["rss_mb"])
+        print(f"  no rows rep {rep + 1}: flow {flow['whole']:.2f} s (work {flow['seconds']:.2f} s, peak RSS {flow['rss_mb']:.0f} MB)", flush=True)
         await truncate(ref, "temperature_raw")
         runs["copy"].append(psql_copy("montrg_bench_raw_ref", everything))
         await truncate(iot, "temperature_raw", "temperature_raw_reject", "etl_watermark")
@@ -134,9 +144,16 @@ async def raw_etl() -> None:
         print(f"{label:<64}{whole:>9.2f}{rows / whole:>11,.0f}{work:>8.2f}")
         reference = "  reference: psql copy of the same new typed rows (binary)"
         print(f"{reference:<64}{copy:>9.2f}{(ROWS if table is runs else NEW_ROWS) / copy:>11,.0f}")
+    floor, floor_work, floor_rss = (statistics.median(no_rows[k]) for k in ("flow", "flow_work", "rss"))
+    print(f"{'no rows: an empty device table (what every run pays first)':<64}{floor:>9.2f}{'':>11}{floor_work:>8.2f}")
     print(f"flow speed / plain COPY's: empty table {statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)}); "
           f"steady state {statistics.median(steady_ratios):.2f}x ({', '.join(f'{r:.2f}' for r in steady_ratios)}); "
           f"the flow's process: peak RSS {max(flow_rss):.0f} MB")
+    print("the best any run of this flow can reach, COPY / (no rows + COPY), as if its loading cost nothing beyond the COPY:")
+    for label, table, target in (("empty table", runs, 0.5), ("steady state", steady, 0.25)):
+        copy = statistics.median(table["copy"])
+        print(f"  {label}: {copy:.2f} / ({floor:.2f} + {copy:.2f}) = {copy / (floor + copy):.2f}x (target {target}x)")
+    print(f"  peak RSS: {floor_rss:.0f} MB with no rows read (target for the 1M-row run: 300 MB)")
 
 
 def as_device_rows(readings, upload):
@@ -190,26 +207,29 @@ async def restore_steady_state(db, last, corrected, watermarks) -> None:
             await conn.execute(text("INSERT INTO flet_montrg.etl_watermark VALUES (:j, :w, :u)"), {"j": job, "w": mark, "u": updated})
 
 
-def flow_in_a_fresh_process() -> dict:
-    """One temperature_raw_etl run in a new process, as a worker runs it, timed from spawn to exit."""
-    return json_child(__file__, ["raw-etl-flow"])
+def flow_in_a_fresh_process(table: str = "dbo.temperature") -> dict:
+    """One temperature_raw_etl run of device table `table` in a new process, as a worker runs it,
+    timed from spawn to exit."""
+    return json_child(__file__, ["raw-etl-flow", table])
 
 
 async def raw_etl_flow() -> None:
-    """One run; prints JSON (the flow call's seconds, loaded, stored, peak RSS)."""
+    """One run of the device table named by argv[2]; prints JSON (the flow call's seconds, rows read,
+    loaded, stored, peak RSS)."""
     from sqlalchemy import text
 
     from blocks import load_database
     from flows import temperature_raw_etl
 
     started = time.perf_counter()
-    reports = await temperature_raw_etl(device_block="montrg-bench-device", device_table="dbo.temperature", iot_block="montrg-bench-raw-iot")
+    reports = await temperature_raw_etl(device_block="montrg-bench-device", device_table=sys.argv[2], iot_block="montrg-bench-raw-iot")
     seconds = time.perf_counter() - started
     iot = await load_database("montrg-bench-raw-iot")
     async with iot.engine.connect() as conn:
         stored = (await conn.execute(text("SELECT count(*) FROM flet_montrg.temperature_raw"))).scalar_one()
     await iot.dispose()
-    print(json.dumps({"seconds": seconds, "loaded": sum(r.loaded for r in reports), "stored": stored, "rss_mb": peak_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "read": sum(r.rows_read for r in reports), "loaded": sum(r.loaded for r in reports),
+                      "stored": stored, "rss_mb": peak_rss_mb()}))
 
 
 async def collect(devices: int = 500) -> None:
