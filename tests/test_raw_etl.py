@@ -159,6 +159,20 @@ async def test_a_later_upload_corrects_a_reading(raw_setup):
     assert (await raw_rows(iot)).filter(loc_id="L1")["temperature"].to_list() == [23.75]
 
 
+async def test_uploads_replaced_within_a_batch_are_counted_so_every_row_read_is_accounted_for(raw_setup):
+    """Two uploads of one reading in one read: the later is loaded, the earlier is counted as
+    replaced (not loaded, not rejected), so rows read = loaded + rejected + replaced."""
+    device, table, iot = raw_setup
+    later = T0 + timedelta(hours=2)
+    await seed(device, table, GOOD + [BAD[1][0], row("S1", 0, "23.75", uploaded=later), row("S1", 0, "23.9", uploaded=later + timedelta(seconds=1))])
+
+    reports = await run(device, table, iot)
+
+    assert [(r.rows_read, r.loaded, r.rejected, r.replaced) for r in reports] == [(6, 3, 1, 2)]
+    assert all(r.rows_read == r.loaded + r.rejected + r.replaced for r in reports)
+    assert (await raw_rows(iot)).filter(loc_id="L1")["temperature"].to_list() == [23.9]
+
+
 async def test_a_batch_of_new_readings_and_corrections_loads_both(raw_setup):
     """Steady state: one batch holds readings after every stored one (copied straight in on
     PostgreSQL) and a correction of a stored one (staged and upserted); both land, once."""

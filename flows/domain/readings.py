@@ -35,6 +35,9 @@ class Parsed:
     # good rows in a repeated (daylight-saving) hour, with their original columns: the loader sets
     # aside those whose (loc_id, capture_dt) already holds another reading
     repeated: pl.DataFrame | None = None
+    # good rows replaced by a later upload of the same reading in these rows (that one is in good):
+    # rows = good + rejects + replaced
+    replaced: int = 0
 
 
 def repeated_hours(times: pl.Series, tz: tzinfo) -> list[datetime]:
@@ -133,7 +136,7 @@ def parse_device_rows(
     """Validate device-table rows (sensor_id, device_id, capture_dt, t1..t6, upload_dt).
 
     sensor_id maps to loc_id through `sensors` (sensor_id, loc_id). Of several uploads of one
-    (loc_id, capture_dt), the latest upload wins. `require_upload`: a row without an upload time
+    (loc_id, capture_dt), the latest upload wins: the others are counted as `replaced`. `require_upload`: a row without an upload time
     is rejected as such (the incremental load reads by upload time).
 
     With the plant's `tz`: in an hour that occurs twice (daylight saving ends), two readings of one
@@ -177,10 +180,12 @@ def parse_device_rows(
         repeated = twice.filter("_first").drop("_first")
         good = pl.concat([good.filter(~in_repeated), repeated], how="diagonal_relaxed")
     # distinct hashes prove distinct keys (6x cheaper than comparing keys); equal ones are checked exactly
-    if good.height != good.select(pl.struct("loc_id", "capture_dt").hash().n_unique()).item():
+    uploads = good.height
+    if uploads != good.select(pl.struct("loc_id", "capture_dt").hash().n_unique()).item():
         good = good.sort("upload_dt", nulls_last=False).unique(["loc_id", "capture_dt"], keep="last", maintain_order=True)
     good = good.select(RAW_SCHEMA.names()).cast(RAW_SCHEMA)  # type: ignore[arg-type]
-    return Parsed(good, rejects(bad_rows, original, source, now, identity=DEVICE_ROW_IDENTITY), repeated)
+    kept_aside = rejects(bad_rows, original, source, now, identity=DEVICE_ROW_IDENTITY)
+    return Parsed(good, kept_aside, repeated, replaced=uploads - good.height)
 
 
 def repeated_conflicts(repeated: pl.DataFrame, stored: pl.DataFrame, origin: str, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -30,10 +30,13 @@ RAW_TABLES = [temperature_raw, temperature_raw_reject, sensors, etl_watermark]
 
 @dataclass
 class LoadReport:
+    """One batch of device rows: rows_read = loaded + rejected + replaced."""
+
     rows_read: int
     loaded: int
-    rejected: int
+    rejected: int  # kept aside in temperature_raw_reject with the reason (outliers among them)
     outliers: int
+    replaced: int = 0  # an upload of a reading that a later upload in the same batch replaced
 
 
 @task(name="check-raw-tables", **RETRYING)
@@ -96,6 +99,7 @@ class CheckedBatch:
     outliers: int
     latest: datetime | None = None  # the batch's newest watermark value
     repeated: pl.DataFrame | None = None  # good rows in a repeated DST hour (readings.Parsed.repeated)
+    replaced: int = 0  # uploads replaced by a later upload of the same reading in the batch
 
 
 def check_batch(
@@ -119,7 +123,7 @@ def check_batch(
         outliers = flagged.height
         rejects = pl.concat([rejects, readings.rejects(flagged, list(flagged.columns[:-1]), origin, now, ["loc_id", "capture_dt"])])
     latest = rows[watermark_column].max() if watermark_column and rows.height else None
-    return CheckedBatch(rows.height, good, rejects, outliers, latest, parsed.repeated)  # type: ignore[arg-type]
+    return CheckedBatch(rows.height, good, rejects, outliers, latest, parsed.repeated, parsed.replaced)  # type: ignore[arg-type]
 
 
 async def set_aside_repeated(iot: Database, batch: CheckedBatch, origin: str) -> CheckedBatch:
@@ -145,10 +149,11 @@ async def load_readings(iot: Database, batch: CheckedBatch, origin: str, job: st
     result = await store.write_readings(iot, batch.good, batch.rejects, replace=True, watermark=watermark)
     logger = get_run_logger()
     logger.info(
-        "%s: %d rows read, %d readings loaded, %d rejected (%d outliers), %d new reject rows",
-        origin, batch.rows_read, batch.good.height, batch.rejects.height, batch.outliers, result.rejected,
+        "%s: %d rows read, %d readings loaded, %d rejected (%d outliers), %d new reject rows, "
+        "%d replaced by a later upload of the same reading",
+        origin, batch.rows_read, batch.good.height, batch.rejects.height, batch.outliers, result.rejected, batch.replaced,
     )
     if batch.rejects.height:
         sample = [f"{sid} at {dt}: {why}" for sid, dt, why in batch.rejects.head(5).select("sensor_id", "capture_dt", "reason").rows()]
         logger.warning("%d readings rejected, e.g. %s", batch.rejects.height, "; ".join(sample))
-    return LoadReport(batch.rows_read, batch.good.height, batch.rejects.height, batch.outliers)
+    return LoadReport(batch.rows_read, batch.good.height, batch.rejects.height, batch.outliers, batch.replaced)
