@@ -64,7 +64,7 @@ TAIL ?= 10
 soak: $(VENV)/.installed-run
 	$(BIN)/python -m deployments.soak --minutes $(MINUTES) $(if $(filter 1 yes true,$(FAULTS)),--faults --tail $(TAIL))
 
-# The backfill at 100M raw rows too (generating them once takes about 3 minutes; kept in montrg_bench_src_100m).
+# The backfill at 100M raw rows too (generating them once takes 3-6 minutes on a 2-core machine; kept in montrg_bench_src_100m).
 # MONTRG_BENCH_REPEATS=1 (one repetition per contender) brings the whole run under 10 minutes on 2 cores.
 bench-scale: $(VENV)/.installed-run
 	MONTRG_BENCH_SIZES=1M,10M,100M $(BIN)/python bench/hourly.py
