@@ -453,8 +453,7 @@ async def report_runs(runs: list, names: dict, backfills: list[str], faults: lis
         return ok and not bad
     print(f"runs that failed or crashed: {len(bad)}" + (", each with the run that covered its window:" if bad else ""))
     for r in bad:
-        fault = next((f.name for f in faults if f.injected and f.injected - timedelta(minutes=1) <= (r.end_time or r.expected_start_time)
-                      <= (f.healed or now) + timedelta(minutes=5)), "no fault")
+        fault = " or ".join(suspected_faults(r, faults, now)) or "no fault"
         print(f"  {names.get(r.deployment_id, '-')} {r.name} ({fault}): {state_of(r)}: {' '.join((r.state.message or '').split())[:160]}")
         if names.get(r.deployment_id) == COLLECT:  # polling happens now or never: no later run can take its readings
             print("    its window was not polled (or only in part): no run can cover it; the hours' coverage records the gap")
@@ -463,6 +462,17 @@ async def report_runs(runs: list, names: dict, backfills: list[str], faults: lis
         print(f"    covered by {cover.name} ({state_of(cover)} at {cover.end_time:%H:%M:%S})" if cover else "    ! covered by no run")
         ok &= cover is not None
     return ok
+
+
+def suspected_faults(run, faults: list[Fault], now: datetime) -> list[str]:
+    """The faults that may have ended `run`: injected before it ended (5 s of slack between the
+    soak's clock and the server's) and healed at most five minutes before, the latest first. A run
+    scheduled during one fault may end in the next one (a run held back by the database restart,
+    started a second before the Prefect server was killed, crashes for the server), so every
+    candidate is named, not the first in the plan."""
+    ended = run.end_time or run.expected_start_time
+    under_way = [f for f in faults if f.injected and f.injected - timedelta(seconds=5) <= ended <= (f.healed or now) + timedelta(minutes=5)]
+    return [f.name for f in sorted(under_way, key=lambda f: f.injected, reverse=True)]
 
 
 def covering_run(failed, runs: list, names: dict):
