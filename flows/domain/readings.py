@@ -136,8 +136,9 @@ def parse_device_rows(
     """Validate device-table rows (sensor_id, device_id, capture_dt, t1..t6, upload_dt).
 
     sensor_id maps to loc_id through `sensors` (sensor_id, loc_id). Of several uploads of one
-    (loc_id, capture_dt), the latest upload wins: the others are counted as `replaced`. `require_upload`: a row without an upload time
-    is rejected as such (the incremental load reads by upload time).
+    (loc_id, capture_dt), the latest upload wins: the others are counted as `replaced`.
+    `require_upload`: a row without an upload time is rejected as such (the incremental load reads
+    by upload time).
 
     With the plant's `tz`: in an hour that occurs twice (daylight saving ends), two readings of one
     location at the same naive time are two readings, not a correction: the earliest upload is
@@ -184,8 +185,8 @@ def parse_device_rows(
     if uploads != good.select(pl.struct("loc_id", "capture_dt").hash().n_unique()).item():
         good = good.sort("upload_dt", nulls_last=False).unique(["loc_id", "capture_dt"], keep="last", maintain_order=True)
     good = good.select(RAW_SCHEMA.names()).cast(RAW_SCHEMA)  # type: ignore[arg-type]
-    kept_aside = rejects(bad_rows, original, source, now, identity=DEVICE_ROW_IDENTITY)
-    return Parsed(good, kept_aside, repeated, replaced=uploads - good.height)
+    set_aside = rejects(bad_rows, original, source, now, identity=DEVICE_ROW_IDENTITY)
+    return Parsed(good, set_aside, repeated, replaced=uploads - good.height)
 
 
 def repeated_conflicts(repeated: pl.DataFrame, stored: pl.DataFrame, origin: str, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
